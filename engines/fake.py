@@ -1,0 +1,279 @@
+"""A fake OpenAI-speaking engine: a real small server, for tests and benchmarks.
+
+It answers like vLLM's OpenAI server does — same routes, same key check, same error shape —
+with deterministic output: the reply echoes the last user message word by word. Requests can
+ask for behaviour tests need through extension fields: `fake_delay` (seconds between streamed
+chunks or before a non-streamed reply) and the prompt marker `FAIL_MIDSTREAM` (the stream
+breaks off after two chunks).
+
+Run it as `python -m engines.fake --port P --api-key K --served-model-name NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from engines.base import CHAT, COMPLETIONS, TOKENIZE, AbortCall, LaunchRequest, LaunchSpec
+
+MAX_MODEL_LEN = 512
+
+
+class FakeBackend:
+    """Backend for the fake engine; accepts any request field."""
+
+    name = "fake"
+    capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE})
+    ready_path = "/v1/models"
+    health_path = "/health"
+
+    def check_args(self, args: Sequence[str]) -> None:
+        return None
+
+    def launch(self, request: LaunchRequest) -> LaunchSpec:
+        argv = (
+            request.python, "-m", "engines.fake",
+            "--host", request.host, "--port", str(request.port),
+            "--api-key", request.api_key,
+            "--served-model-name", request.served_name,
+            "--model", request.model_path,
+            *request.engine_args,
+        )  # fmt: skip
+        return LaunchSpec(argv=argv)
+
+    def accepted_fields(self, route: str) -> frozenset[str] | None:
+        return None
+
+    def abort_call(self, request_id: str) -> AbortCall | None:
+        return None
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    # vLLM's shape: the HTTP status repeated as an integer `code`.
+    body = {"error": {"message": message, "type": "BadRequestError", "param": None, "code": status}}
+    return JSONResponse(body, status_code=status)
+
+
+def _words(text: str) -> list[str]:
+    return [w + " " for w in text.split()] or ["(empty) "]
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+class FakeEngine:
+    """The fake engine's state: its served name, key and model card."""
+
+    def __init__(self, served_name: str, api_key: str, model: str) -> None:
+        self.served_name = served_name
+        self.api_key = api_key
+        self.model = model
+        self.created = int(time.time())
+        self.stats = {"streams_active": 0, "streams_abandoned": 0, "requests": 0}
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/health", self.health),
+            Route("/v1/models", self.models),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/tokenize", self.tokenize, methods=["POST"]),
+            Route("/detokenize", self.detokenize, methods=["POST"]),
+            Route("/fake/stats", self.get_stats),
+        ]
+        return Starlette(routes=routes)
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.api_key}"
+
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        if not self._authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        self.stats["requests"] += 1
+        body = await request.json()
+        if body.get("model") != self.served_name:
+            return _error(404, f"The model `{body.get('model')}` does not exist.")
+        return dict(body)
+
+    async def get_stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats)
+
+    async def health(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def models(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        card = {
+            "id": self.served_name, "object": "model", "created": self.created,
+            "owned_by": "fake", "root": self.model, "parent": None,
+            "max_model_len": MAX_MODEL_LEN,
+        }  # fmt: skip
+        return JSONResponse({"object": "list", "data": [card]})
+
+    async def chat(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        text = _last_user_text(body.get("messages", []))
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        return await self._reply(body, text, prompt_tokens, chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        prompt = body.get("prompt", "")
+        text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+        return await self._reply(body, text, len(text.split()), chat=False)
+
+    async def _reply(
+        self, body: dict[str, Any], text: str, prompt_tokens: int, *, chat: bool
+    ) -> Response:
+        if prompt_tokens > MAX_MODEL_LEN:
+            return _error(
+                400,
+                f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, "
+                f"your request has {prompt_tokens} input tokens.",
+            )
+        pieces = _words(text)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if limit is not None and len(pieces) > limit:
+            pieces, finish = pieces[:limit], "length"
+        reply = _Reply(self.served_name, body, pieces, finish, prompt_tokens, chat=chat)
+        delay = float(body.get("fake_delay", 0))
+        if body.get("stream"):
+            return StreamingResponse(
+                self._tracked(reply.events(delay)), media_type="text/event-stream"
+            )
+        if delay:
+            await asyncio.sleep(delay)
+        return JSONResponse(reply.whole())
+
+    async def _tracked(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        self.stats["streams_active"] += 1
+        try:
+            async for event in events:
+                yield event
+        except asyncio.CancelledError:
+            self.stats["streams_abandoned"] += 1
+            raise
+        finally:
+            self.stats["streams_active"] -= 1
+
+    async def tokenize(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        text = body.get("prompt") or _last_user_text(body.get("messages", []))
+        tokens = list(text.encode())
+        return JSONResponse(
+            {"count": len(tokens), "max_model_len": MAX_MODEL_LEN, "tokens": tokens}
+        )
+
+    async def detokenize(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        return JSONResponse({"prompt": bytes(body.get("tokens", [])).decode("utf-8", "replace")})
+
+
+class _Reply:
+    """One answer, rendered whole or as OpenAI stream chunks."""
+
+    def __init__(
+        self, model: str, body: dict[str, Any], pieces: list[str], finish: str,
+        prompt_tokens: int, *, chat: bool,
+    ) -> None:  # fmt: skip
+        self.model, self.body, self.pieces, self.finish = model, body, pieces, finish
+        self.chat = chat
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(pieces),
+            "total_tokens": prompt_tokens + len(pieces),
+        }
+
+    def _envelope(self, choices: list[dict[str, Any]], *, chunk: bool) -> dict[str, Any]:
+        kind = "chat.completion" if self.chat else "text_completion"
+        return {
+            "id": self.id, "object": kind + (".chunk" if chunk and self.chat else ""),
+            "created": self.created, "model": self.model, "choices": choices,
+        }  # fmt: skip
+
+    def whole(self) -> dict[str, Any]:
+        text = "".join(self.pieces)
+        if self.chat:
+            choice: dict[str, Any] = {
+                "index": 0, "message": {"role": "assistant", "content": text},
+                "finish_reason": self.finish, "logprobs": None,
+            }  # fmt: skip
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": self.finish, "logprobs": None}
+        return {**self._envelope([choice], chunk=False), "usage": self.usage}
+
+    def _delta(self, piece: str, finish: str | None) -> dict[str, Any]:
+        if self.chat:
+            return {"index": 0, "delta": {"content": piece}, "finish_reason": finish}
+        return {"index": 0, "text": piece, "finish_reason": finish}
+
+    async def events(self, delay: float) -> AsyncIterator[bytes]:
+        fail = "FAIL_MIDSTREAM" in "".join(self.pieces)
+        if self.chat:
+            first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+            yield _sse(self._envelope([{**first, "finish_reason": None}], chunk=True))
+        for i, piece in enumerate(self.pieces):
+            if delay:
+                await asyncio.sleep(delay)
+            if fail and i == 2:
+                raise RuntimeError("fake engine: stream broken on purpose")
+            yield _sse(self._envelope([self._delta(piece, None)], chunk=True))
+        yield _sse(self._envelope([self._delta("", self.finish)], chunk=True))
+        options = self.body.get("stream_options") or {}
+        if options.get("include_usage"):
+            yield _sse({**self._envelope([], chunk=True), "usage": self.usage})
+        yield b"data: [DONE]\n\n"
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m engines.fake")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--served-model-name", required=True)
+    parser.add_argument("--model", default="fake")
+    parser.add_argument("--startup-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    if args.startup_delay:
+        time.sleep(args.startup_delay)
+    engine = FakeEngine(args.served_model_name, args.api_key, args.model)
+    uvicorn.run(engine.app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

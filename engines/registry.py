@@ -1,0 +1,28 @@
+"""Engines register by import string and load lazily (uvicorn's "module:Class" idea)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from engines.base import EngineBackend
+
+BACKENDS: dict[str, str] = {
+    "vllm": "engines.vllm:VLLMBackend",
+    "fake": "engines.fake:FakeBackend",
+}
+
+
+class UnknownEngineError(LookupError):
+    """The chute names an engine chutebox does not have."""
+
+
+def load_backend(name: str) -> EngineBackend:
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise UnknownEngineError(f"unknown engine {name!r}; known engines: {known}") from None
+    module_name, _, attr = target.partition(":")
+    backend_cls = getattr(importlib.import_module(module_name), attr)
+    return cast(EngineBackend, backend_cls())

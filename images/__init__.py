@@ -1,0 +1,1 @@
+"""The image DSL that renders Dockerfiles, and the standard engine image recipes."""

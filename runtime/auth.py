@@ -1,0 +1,76 @@
+"""API-key authentication as the Chutes platform does it, as pure ASGI middleware.
+
+Accepted: `Authorization: Bearer <key>`, a bare `Authorization: <key>` (the platform takes the
+header's last word), and `X-API-Key: <key>`. Keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runtime.errors import AuthenticationError, error_response
+
+IsPublic = Callable[[str, str], bool]
+
+
+def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
+    """Every key the request offers, from Authorization and X-API-Key."""
+    keys = []
+    for name, value in headers:
+        if name == b"authorization":
+            words = value.split()
+            if words:
+                keys.append(words[-1])
+        elif name == b"x-api-key" and value.strip():
+            keys.append(value.strip())
+    return keys
+
+
+def key_matches(candidate: bytes, keys: tuple[bytes, ...]) -> bool:
+    # Compare against every key without stopping early, so timing says nothing of which
+    # key (if any) nearly matched.
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(candidate, key)
+    return found
+
+
+class AuthMiddleware:
+    """Reject requests without a configured key (401), except the public routes."""
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str], is_public: IsPublic) -> None:
+        self.app = app
+        self.keys = tuple(k.encode() for k in keys)
+        self.is_public = is_public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.is_public(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        offered = presented_keys(scope["headers"])
+        if any(key_matches(k, self.keys) for k in offered):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "invalid API key"
+            if offered
+            else "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+        )
+        exc = AuthenticationError(message, headers={"WWW-Authenticate": "Bearer"})
+        await error_response(exc)(scope, receive, send)
+
+
+def public_routes(public_models: bool) -> IsPublic:
+    """Probes are always public; `GET /v1/models` is public when configured (as on Chutes)."""
+
+    def is_public(method: str, path: str) -> bool:
+        if path in ("/health", "/ready", "/ping"):
+            return True
+        if public_models and method in ("GET", "HEAD"):
+            return path == "/v1/models" or path.startswith("/v1/models/")
+        return False
+
+    return is_public

@@ -1,0 +1,87 @@
+"""The chutes being served, their state, and routing a request's `model` to one."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.base import EngineBackend
+from runtime.admission import Admission
+from runtime.errors import EngineUnavailableError, NotFoundError
+from runtime.rewrite import split_thinking
+from runtime.settings import ChuteSettings
+
+
+class ChuteState(enum.Enum):
+    PREPARING = "preparing"
+    STARTING = "starting"
+    READY = "ready"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running engine listens, and the per-boot key it expects."""
+
+    base_url: str
+    api_key: str
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@dataclass
+class Chute:
+    """One served model at run time. The supervisor moves its state; routes read it."""
+
+    settings: ChuteSettings
+    backend: EngineBackend
+    admission: Admission
+    state: ChuteState = ChuteState.STARTING
+    endpoint: Endpoint | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def name(self) -> str:
+        return self.settings.served_name
+
+    def ready_endpoint(self) -> Endpoint:
+        if self.state is ChuteState.READY and self.endpoint is not None:
+            return self.endpoint
+        reason = self.detail or f"its engine is {self.state.value}"
+        raise EngineUnavailableError(
+            f"No instances available (yet) for chute {self.name}: {reason}",
+            headers={"Retry-After": "5"},
+        )
+
+
+class ChuteSet:
+    """All chutes of this gateway, looked up by the name clients send as `model`."""
+
+    def __init__(self, chutes: Iterable[Chute]) -> None:
+        self._by_name = {c.name: c for c in chutes}
+        self.draining = False
+
+    def __iter__(self) -> Iterator[Chute]:
+        return iter(self._by_name.values())
+
+    def get(self, name: str) -> Chute | None:
+        return self._by_name.get(name)
+
+    def resolve(self, model: str) -> tuple[Chute, bool]:
+        """The chute for `model`, and whether the `:THINKING` suffix asked for thinking."""
+        name, thinking = split_thinking(model)
+        chute = self._by_name.get(model) or self._by_name.get(name)
+        if chute is None:
+            raise NotFoundError(f"model not found: {model}", param="model", code="model_not_found")
+        return chute, thinking and chute.name != model
+
+    def all_ready(self) -> bool:
+        return all(c.state is ChuteState.READY for c in self)

@@ -1,0 +1,104 @@
+"""Child processes: start in their own process group, forward their output, stop them whole.
+
+Engines spawn workers of their own (vLLM's engine core, tensor-parallel ranks); each engine
+starts a new session so one signal to its process group reaches every descendant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+log = logging.getLogger("chutebox.engine")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ChildProcess:
+    """A child in its own process group whose output is logged line by line with a prefix."""
+
+    def __init__(self, prefix: str, tail_lines: int = 60) -> None:
+        self.prefix = prefix
+        self.tail: deque[str] = deque(maxlen=tail_lines)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def start(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        self._pump = asyncio.create_task(self._forward(self.proc.stdout))
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        if self._pump is not None:
+            # Let the last lines (often the reason it exited) reach the log and the tail.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pump), 2)
+        return code
+
+    def last_lines(self, count: int = 25) -> str:
+        return "\n".join(list(self.tail)[-count:])
+
+    async def _forward(self, stream: asyncio.StreamReader) -> None:
+        buffer = b""
+        while chunk := await stream.read(65536):
+            # Progress bars redraw with \r; treat it as a line end so progress shows up live.
+            buffer += chunk.replace(b"\r", b"\n")
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                self._emit(raw)
+        if buffer:
+            self._emit(buffer)
+
+    def _emit(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            self.tail.append(line)
+            log.info("[%s] %s", self.prefix, line)
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the whole group, then SIGKILL what is left after `timeout` seconds."""
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                pass
+        # Workers may outlive their parent: always sweep the group.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None:
+            await self.proc.wait()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

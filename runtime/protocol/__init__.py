@@ -1,0 +1,1 @@
+"""Wire schemas, named as OpenAI's spec names them. Nothing heavy, no engine logic."""

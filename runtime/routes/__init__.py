@@ -1,0 +1,9 @@
+"""HTTP routes, one module per API family."""
+
+from starlette.routing import Route
+
+from runtime.routes import health, models, openai, tokenize
+
+
+def all_routes() -> list[Route]:
+    return [*health.routes, *models.routes, *openai.routes, *tokenize.routes]

@@ -1,0 +1,66 @@
+"""The path every engine-bound request takes: read, validate, route, check, rewrite, admit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from runtime.chutes import Chute
+from runtime.errors import InvalidRequestError
+from runtime.gateway import gateway_of, read_body
+from runtime.protocol.validation import parse_body, validate
+from runtime.rewrite import rewrite_request, wants_thinking
+from runtime.streaming import EngineCall
+
+
+def check_fields(
+    data: dict[str, Any], schema: type[BaseModel], accepted: frozenset[str] | None
+) -> None:
+    """Refuse fields neither our schema nor the engine knows, as OpenAI does."""
+    if accepted is None:
+        return
+    for name in data:
+        if name not in schema.model_fields and name not in accepted:
+            raise InvalidRequestError(
+                f"Unrecognized request argument supplied: {name}",
+                param=name,
+                code="unknown_parameter",
+            )
+
+
+def require_capability(chute: Chute, capability: str, path: str) -> None:
+    if capability not in chute.backend.capabilities:
+        raise InvalidRequestError(
+            f"model {chute.name} (engine {chute.backend.name}) does not serve {path}",
+            param="model",
+            code="unsupported_route",
+        )
+
+
+async def forward(
+    request: Request, schema: type[BaseModel], capability: str, *, chat: bool, admit: bool = True
+) -> EngineCall:
+    gateway = gateway_of(request)
+    data = parse_body(await read_body(request, gateway.max_body_bytes))
+    validate(schema, data)
+    chute, thinking = gateway.chutes.resolve(data["model"])
+    path = request.url.path
+    require_capability(chute, capability, path)
+    if gateway.strict_params:
+        check_fields(data, schema, chute.backend.accepted_fields(capability))
+    endpoint = chute.ready_endpoint()
+    thinking = thinking or wants_thinking(request.headers.get("x-enable-thinking"))
+    body = rewrite_request(data, chute.name, gateway.rules, thinking=thinking, chat=chat)
+    if admit:
+        chute.admission.acquire()
+    return EngineCall(
+        gateway.upstream,
+        endpoint,
+        path,
+        json.dumps(body).encode(),
+        headers=chute.admission.headers,
+        on_done=chute.admission.release if admit else None,
+    )

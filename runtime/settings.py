@@ -1,0 +1,275 @@
+"""The one settings schema: config file, environment variables and CLI flags all feed it.
+
+Every field of `Settings` and `ChuteSettings` is reachable three ways: a key in the config file
+(TOML or YAML), an environment variable `CHUTEBOX_<FIELD>` (or the name in the field's `env`
+extra), and a flag `--<field-with-dashes>` that `runtime.cli` derives from the schema. Precedence:
+flags over environment over file over defaults. This module and the CLI are the only places
+that read `os.environ`; everything after them takes frozen values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from runtime.errors import ConfigError
+
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_NAME = re.compile(r"^[^\s]+$")
+ENV_PREFIX = "CHUTEBOX_"
+
+
+class ChuteSettings(BaseModel):
+    """One served model: what clients call it, where it comes from, and how its engine runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(
+        description="a local model folder, a local .gguf file, or a hub id (org/name)"
+    )
+    name: str | None = Field(
+        None, description="the `model` clients send (default: the hub id, folder or file name)"
+    )
+    revision: str | None = Field(
+        None, description="pinned 40-hex commit of a hub model (required for hub ids)"
+    )
+    engine: str = Field("vllm", description="engine backend: vllm (or fake, for tests)")
+    engine_args: str = Field("", description="extra engine CLI arguments, as one string")
+    concurrency: int = Field(32, ge=1, le=256, description="requests in flight before 429")
+    python: str | None = Field(
+        None, description="interpreter that runs the engine (default: chutebox's own)"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra environment for the engine, KEY=VALUE",
+        json_schema_extra={"flag": "--engine-env", "no_env": True},
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the engine runs: auto picks cuda when NVIDIA GPUs are visible"
+    )
+    price_prompt: float = Field(0.0, ge=0, description="USD per 1M prompt tokens, for /v1/models")
+    price_completion: float = Field(
+        0.0, ge=0, description="USD per 1M completion tokens, for /v1/models"
+    )
+    startup_timeout: float = Field(
+        1800.0, gt=0, description="seconds to wait for the engine to become ready"
+    )
+
+    @field_validator("revision")
+    @classmethod
+    def _pinned(cls, value: str | None) -> str | None:
+        if value is not None and not _HEX40.match(value):
+            raise ValueError("must be a pinned 40-hex commit sha, as on Chutes")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _NAME.match(value) or value.endswith(":THINKING")):
+            raise ValueError("must be non-empty, without spaces, and not end in ':THINKING'")
+        return value
+
+    @property
+    def served_name(self) -> str:
+        if self.name:
+            return self.name
+        path = Path(self.model).expanduser()
+        if path.exists():
+            return path.stem if path.is_file() else path.name
+        return self.model
+
+
+class Settings(BaseModel):
+    """Gateway-wide settings plus the chutes to serve."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address the gateway listens on")
+    port: int = Field(8000, ge=0, le=65535, description="port the gateway listens on")
+    api_keys: tuple[SecretStr, ...] = Field(
+        (),
+        description="accepted API key (repeatable); none → one is generated and printed",
+        json_schema_extra={"flag": "--api-key", "env": "CHUTEBOX_API_KEYS"},
+    )
+    api_key_file: Path | None = Field(None, description="file with one API key per line")
+    auth: bool = Field(True, description="require an API key (--no-auth opts out)")
+    public_models: bool = Field(True, description="GET /v1/models without a key, as on Chutes")
+    strict_params: bool = Field(
+        True, description="refuse request fields the engine does not know (400 naming them)"
+    )
+    rewrite_include_usage: bool = Field(
+        True, description="streaming requests get stream_options.include_usage=true"
+    )
+    rewrite_tool_choice: bool = Field(True, description='tools without tool_choice → "auto"')
+    rewrite_thinking: bool = Field(
+        True, description="X-Enable-Thinking / ':THINKING' suffix set chat_template_kwargs"
+    )
+    rewrite_top_logprobs: bool = Field(True, description="logprobs without top_logprobs → 1")
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
+    )
+    cache_dir: Path = Field(
+        Path("~/.cache/chutebox").expanduser(),
+        description="where prepared models (converted GGUF files) are kept",
+    )
+    hf_endpoint: str | None = Field(
+        None, description="hub endpoint for downloads", json_schema_extra={"env": "HF_ENDPOINT"}
+    )
+    hf_home: Path | None = Field(
+        None, description="hub cache root", json_schema_extra={"env": "HF_HOME"}
+    )
+    hf_token: SecretStr | None = Field(
+        None, description="hub token for gated models", json_schema_extra={"env": "HF_TOKEN"}
+    )
+    shutdown_timeout: float = Field(
+        30.0, ge=0, description="seconds in-flight requests get to finish on shutdown"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    chutes: tuple[ChuteSettings, ...] = Field((), json_schema_extra={"no_flag": True})
+
+    @field_validator("api_keys")
+    @classmethod
+    def _non_empty_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(not k.get_secret_value().strip() for k in keys):
+            raise ValueError("an API key must not be empty")
+        return keys
+
+
+def env_name(field: str, extra: Mapping[str, Any] | None) -> str | None:
+    if extra and extra.get("no_env"):
+        return None
+    if extra and "env" in extra:
+        return str(extra["env"])
+    return ENV_PREFIX + field.upper()
+
+
+def _extra(model: type[BaseModel], field: str) -> Mapping[str, Any]:
+    extra = model.model_fields[field].json_schema_extra
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def _from_env(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in model.model_fields:
+        if field == "chutes":
+            continue
+        name = env_name(field, _extra(model, field))
+        if name and environ.get(name):
+            raw = environ[name]
+            if field == "api_keys":
+                values[field] = [k.strip() for k in raw.split(",") if k.strip()]
+            else:
+                values[field] = raw
+    return values
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use .toml, .yaml/.yml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"config file {path} does not parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a table/mapping")
+    return data
+
+
+def _read_key_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read api_key_file {path}: {exc.strerror}") from exc
+    keys = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not keys:
+        raise ConfigError(f"api_key_file {path} holds no key")
+    return keys
+
+
+def _split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    server = {k: v for k, v in values.items() if k in Settings.model_fields}
+    chute = {k: v for k, v in values.items() if k in ChuteSettings.model_fields}
+    unknown = set(values) - set(server) - set(chute)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    return server, chute
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+    default_chute: Callable[[], Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Merge file < environment < flags into validated, frozen Settings.
+
+    Chute fields given as flags or env vars describe one inline chute; with neither a model
+    there nor chutes in the file, they adjust `default_chute` (the embedded CPU default).
+    """
+    file_values = read_config_file(config_file) if config_file else {}
+    file_chutes = file_values.pop("chutes", [])
+    file_server, file_chute = _split(file_values)
+    if file_chute:
+        raise ConfigError(
+            f"config file: chute settings ({', '.join(sorted(file_chute))}) belong in a "
+            "[[chutes]] entry"
+        )
+    env_server, env_chute = _split(
+        {**_from_env(Settings, environ), **_from_env(ChuteSettings, environ)}
+    )
+    flag_server, flag_chute = _split(flags)
+    server = {**file_server, **env_server, **flag_server}
+    inline = {**env_chute, **flag_chute}
+
+    if "api_key_file" in server and server["api_key_file"]:
+        extra_keys = _read_key_file(Path(server["api_key_file"]).expanduser())
+        server["api_keys"] = [*server.get("api_keys", []), *extra_keys]
+
+    if inline.get("model"):
+        if file_chutes:
+            raise ConfigError("give chutes either in the config file or as --model, not both")
+        chutes: list[Any] = [inline]
+    elif file_chutes:
+        if inline:
+            raise ConfigError(
+                f"chute flags ({', '.join(sorted(inline))}) need --model when the config "
+                "file lists chutes; set them in the file's [[chutes]] entries"
+            )
+        chutes = list(file_chutes)
+    elif default_chute is not None:
+        chutes = [{**default_chute(), **inline}]
+    else:
+        raise ConfigError("no chute to serve: give --model or a config file with [[chutes]]")
+    try:
+        settings = Settings.model_validate({**server, "chutes": chutes})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+    names = [c.served_name for c in settings.chutes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"two chutes share the name {duplicates[0]!r}; give each a `name`")
+    return settings
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        lines.append(f"{where}: {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,73 @@
+"""The real gateway app, under uvicorn, in front of real fake-engine servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engines.fake import FakeBackend
+from engines.vllm import VLLMBackend
+from runtime.admission import Admission
+from runtime.app import create_app
+from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint
+from runtime.settings import ChuteSettings, Settings
+from tests.support.servers import fake_engine
+from tests.support.uvicorn_thread import serve_in_thread
+
+KEYS = ("key-one", "key-two")
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[dict[str, Endpoint]]:
+    """Two fake engines: `tiny` is driven as a vLLM chute, `loose` as the fake backend."""
+    with fake_engine("tiny") as tiny, fake_engine("loose") as loose:
+        yield {"tiny": tiny, "loose": loose}
+
+
+class Gateway:
+    def __init__(self, base_url: str, chutes: ChuteSet) -> None:
+        self.base_url = base_url
+        self.chutes = chutes
+
+    def client(self, key: str | None = KEYS[0], **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[GatewayFactory]:
+    stack = ExitStack()
+
+    def make(concurrency: int = 8, **settings_fields: object) -> Gateway:
+        def chute(name: str, backend: object) -> Chute:
+            settings = ChuteSettings(
+                model=str(tmp_path), name=name, concurrency=concurrency, price_prompt=0.5
+            )
+            return Chute(
+                settings=settings,
+                backend=backend,  # type: ignore[arg-type]
+                admission=Admission(concurrency),
+                state=ChuteState.READY,
+                endpoint=engines[name],
+                card={"max_model_len": 512, "root": "/models/" + name},
+            )
+
+        chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend())])
+        settings = Settings(chutes=(), **settings_fields)  # type: ignore[arg-type]
+        app = create_app(settings, chutes, api_keys=KEYS)
+        return Gateway(stack.enter_context(serve_in_thread(app)), chutes)
+
+    with stack:
+        yield make
+
+
+@pytest.fixture
+def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return make_gateway()

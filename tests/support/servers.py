@@ -1,0 +1,108 @@
+"""Real processes for tests: the fake engine, and `chutebox serve` itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from runtime.chutes import Endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+             log: Path | None = None, status: int = 200) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-4000:] if log else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before {url}:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == status:
+                return
+        time.sleep(0.25)
+    tail = log.read_text()[-4000:] if log else ""
+    raise TimeoutError(f"{url} not {status} after {timeout}s:\n{tail}")
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM the process (as a user's Ctrl-C would), then sweep its group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def fake_engine(name: str = "tiny", key: str = "engine-key") -> Iterator[Endpoint]:
+    port = free_port()
+    argv = [sys.executable, "-m", "engines.fake", "--port", str(port), "--api-key", key,
+            "--served-model-name", name]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", 30, proc)
+        yield Endpoint(f"http://127.0.0.1:{port}", key)
+    finally:
+        stop_group(proc)
+
+
+class Served:
+    """A running `chutebox serve`: its base URL, its process and its log."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+        self.proc = proc
+        self.base_url = base_url
+        self.log = log
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+@contextlib.contextmanager
+def chutebox_serve(
+    args: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
+    ready_timeout: float = 300, command: Sequence[str] | None = None, port: int | None = None,
+) -> Iterator[Served]:  # fmt: skip
+    port = port or free_port()
+    argv = [*(command or [sys.executable, "-m", "runtime.cli", "serve"]), *args]
+    if port and command is None:
+        argv += ["--port", str(port)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/ready", ready_timeout, proc, log)
+        yield Served(proc, base, log)
+    finally:
+        stop_group(proc)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
