@@ -14,7 +14,7 @@ USER = [{"role": "user", "content": "hello brave new world"}]
 
 
 def sse_events(text: str) -> list[Any]:
-    frames = [f[len("data: "):] for f in text.split("\n\n") if f.startswith("data: ")]
+    frames = [f[len("data: ") :] for f in text.split("\n\n") if f.startswith("data: ")]
     return [f if f == "[DONE]" else json.loads(f) for f in frames]
 
 
@@ -38,9 +38,10 @@ def test_chat_relays_the_engine_reply_with_chutes_headers(gateway: Gateway) -> N
 
 def test_streaming_is_relayed_with_a_usage_chunk(gateway: Gateway) -> None:
     request = {"model": "tiny", "messages": USER, "stream": True}
-    with gateway.client() as client, client.stream(
-        "POST", "/v1/chat/completions", json=request
-    ) as reply:
+    with (
+        gateway.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=request) as reply,
+    ):
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
         events = sse_events(reply.read().decode())
@@ -95,9 +96,10 @@ def test_a_stream_the_engine_breaks_ends_with_an_error_event(gateway: Gateway) -
         "model": "tiny", "stream": True,
         "messages": [{"role": "user", "content": "a b FAIL_MIDSTREAM d e"}],
     }  # fmt: skip
-    with gateway.client() as client, client.stream(
-        "POST", "/v1/chat/completions", json=request
-    ) as reply:
+    with (
+        gateway.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=request) as reply,
+    ):
         assert reply.status_code == 200
         events = sse_events(reply.read().decode())
     assert "[DONE]" not in events
@@ -114,9 +116,10 @@ def test_client_disconnect_mid_stream_reaches_the_engine(
         "model": "loose", "stream": True, "fake_delay": 0.2,
         "messages": [{"role": "user", "content": " ".join(["w"] * 50)}],
     }  # fmt: skip
-    with gateway.client() as client, client.stream(
-        "POST", "/v1/chat/completions", json=request
-    ) as reply:
+    with (
+        gateway.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=request) as reply,
+    ):
         next(reply.iter_raw())  # the stream has started
     # Leaving the block closed the client's connection mid-stream.
     for _ in range(50):

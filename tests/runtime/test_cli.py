@@ -1,0 +1,107 @@
+"""`chutebox serve` as a real process with the fake engine: keys, config errors, hub, shutdown."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runtime.cli import build_parser, flags_from
+from tests.support.fake_hub import FakeHub
+from tests.support.servers import ROOT, chutebox_serve, group_alive
+from tests.support.uvicorn_thread import serve_in_thread
+
+COMMIT = "c" * 40
+
+
+def chutebox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_flags_come_from_the_schema() -> None:
+    namespace = build_parser().parse_args(
+        ["serve", "--model", "m", "--api-key", "a", "--api-key", "b", "--no-auth",
+         "--engine-env", "A=1", "--concurrency", "3"]
+    )  # fmt: skip
+    assert flags_from(namespace) == {
+        "model": "m", "api_keys": ["a", "b"], "auth": False, "env": {"A": "1"},
+        "concurrency": "3",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "org/name"], "needs a pinned revision"),
+        (["--model", "/tmp", "--engine", "tensorrt"], "unknown engine 'tensorrt'"),
+        (["--model", "/tmp", "--engine-args", "--api-key x"], "may not set --api-key"),
+        (["--model", "/tmp", "--engine-args", "'unbalanced"], "engine_args"),
+        (["--model", "/tmp", "--revision", "main"], "40-hex"),
+    ],
+)
+def test_config_errors_exit_2_before_anything_starts(args: list[str], message: str) -> None:
+    result = chutebox("serve", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_generated_key_is_printed_and_required(tmp_path: Path) -> None:
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny"]
+    with chutebox_serve(args, tmp_path / "log") as served:
+        match = re.search(r"^\s+(cbx-\S+)$", served.log_text(), re.MULTILINE)
+        assert match, served.log_text()
+        key = match.group(1)
+        chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+        url = served.base_url + "/v1/chat/completions"
+        assert httpx.post(url, json=chat).status_code == 401
+        assert httpx.post(url, json=chat, headers={"X-API-Key": key}).status_code == 200
+
+
+def test_no_auth_opts_out(tmp_path: Path) -> None:
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
+    with chutebox_serve(args, tmp_path / "log") as served:
+        chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(served.base_url + "/v1/chat/completions", json=chat).status_code == 200
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[FakeHub, str]]:
+    fake = FakeHub("org/tiny", COMMIT, {"config.json": b"{}"})
+    with serve_in_thread(fake.app()) as base_url:
+        yield fake, base_url
+
+
+def test_hub_models_are_fetched_before_the_engine_starts(
+    tmp_path: Path, hub: tuple[FakeHub, str]
+) -> None:
+    fake, base_url = hub
+    env = {"HF_ENDPOINT": base_url, "HF_HOME": str(tmp_path / "hf")}
+    args = ["--engine", "fake", "--model", "org/tiny", "--revision", COMMIT, "--no-auth"]
+    with chutebox_serve(args, tmp_path / "log", env=env) as served:
+        card = httpx.get(served.base_url + "/v1/models/org/tiny").json()
+    assert fake.downloads == ["config.json"]
+    snapshot = tmp_path / "hf" / "hub" / "models--org--tiny" / "snapshots" / COMMIT
+    assert card["root"] == str(snapshot)
+
+
+def test_sigterm_leaves_no_engine_behind(tmp_path: Path) -> None:
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
+    with chutebox_serve(args, tmp_path / "log") as served:
+        found = re.search(r"fake --host \S+ --port (\d+)", served.log_text())
+        assert found, served.log_text()
+        pids = subprocess.run(["pgrep", "-f", f"engines.fake.*--port {found.group(1)}"],
+                              capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert len(pids) == 1
+        served.proc.terminate()
+        # uvicorn re-raises the signal once shut down, so the exit status is SIGTERM's.
+        assert served.proc.wait(30) in (0, -15)
+        assert "Application shutdown complete" in served.log_text()
+    assert not group_alive(int(pids[0]))

@@ -1,0 +1,101 @@
+"""The supervisor against real fake-engine processes: ready, restart, give up, stop clean."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from engines.fake import FakeBackend
+from runtime.admission import Admission
+from runtime.chutes import Chute, ChuteSet, ChuteState
+from runtime.host import Host
+from runtime.hub import HubAccess
+from runtime.settings import ChuteSettings
+from runtime.supervisor import Supervisor, SupervisorConfig
+from runtime.upstream import Upstream
+from tests.support.servers import group_alive
+
+
+def make(tmp_path: Path, engine_args: str = "") -> tuple[Chute, Supervisor]:
+    settings = ChuteSettings(model=str(tmp_path), name="tiny", engine="fake",
+                             engine_args=engine_args, python=sys.executable)  # fmt: skip
+    chute = Chute(settings=settings, backend=FakeBackend(), admission=Admission(1))
+    config = SupervisorConfig(
+        cache_dir=tmp_path / "cache",
+        hub=HubAccess(endpoint=None, cache_dir=tmp_path / "hub", token=None),
+        probe_interval=0.2, max_failures=2, backoff_max=0.2,
+    )  # fmt: skip
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path.cwd())}
+    return chute, Supervisor(ChuteSet([chute]), Host(0, (0,), env), config)
+
+
+async def until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def run(scenario: Callable[[Upstream], Awaitable[None]]) -> None:
+    async def main() -> None:
+        upstream = Upstream.create()
+        try:
+            await scenario(upstream)
+        finally:
+            await upstream.close()
+
+    asyncio.run(main())
+
+
+def test_engine_becomes_ready_and_is_restarted_after_a_crash(tmp_path: Path) -> None:
+    chute, supervisor = make(tmp_path)
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.READY)
+        assert chute.card["root"] == str(tmp_path) and chute.card["max_model_len"] == 512
+        first = chute.endpoint
+        engine = supervisor._engines["tiny"]
+        assert engine.proc is not None
+        os.killpg(engine.proc.pid, signal.SIGKILL)
+        await until(lambda: chute.state is not ChuteState.READY)
+        await until(lambda: chute.state is ChuteState.READY)
+        assert chute.endpoint != first  # a new port and a new key
+        await supervisor.stop()
+        assert chute.state is ChuteState.STOPPED
+        assert not group_alive(supervisor._engines["tiny"].proc.pid)  # type: ignore[union-attr]
+
+    run(scenario)
+
+
+def test_an_engine_that_cannot_start_fails_with_its_last_lines(tmp_path: Path) -> None:
+    chute, supervisor = make(tmp_path, engine_args="--no-such-flag")
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.FAILED)
+        assert "gave up after 2 failed starts" in chute.detail
+        assert "unrecognized arguments: --no-such-flag" in chute.detail
+        await supervisor.stop()
+
+    run(scenario)
+
+
+def test_preparation_failure_marks_the_chute_failed(tmp_path: Path) -> None:
+    chute, supervisor = make(tmp_path)
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf")
+    chute.settings = chute.settings.model_copy(update={"model": str(bad)})
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.FAILED, timeout=120)
+        assert "preparing the model failed" in chute.detail
+        assert not list((tmp_path / "cache" / "gguf").glob("*.partial"))
+        await supervisor.stop()
+
+    run(scenario)
