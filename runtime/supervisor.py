@@ -135,6 +135,7 @@ class Supervisor:
             engine_args=tuple(split_args(chute.settings.engine_args)),
             gpu_count=self.host.gpu_count,
             cpu_ids=self.host.cpu_ids,
+            cache_dir=str(self.config.cache_dir),
         )
         spec = chute.backend.launch(request)
         env = {**self.host.environ, **ENGINE_ENV, **spec.env, **chute.settings.env}

@@ -33,7 +33,8 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
         loc = tuple(err["loc"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ParamError):
-            loc = (*loc, *cause.param.split("."))
+            steps = cause.param.split(".")
+            loc = (*loc, *(int(p) if p.isdigit() else p for p in steps))
         param = param_path(data, loc)
         message = _message(err)
         raise InvalidRequestError(

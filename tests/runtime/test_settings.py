@@ -8,19 +8,23 @@ from runtime.settings import ChuteSettings, load_settings
 SHA = "a" * 40
 
 
-def default() -> dict[str, str]:
-    return {"name": "default", "model": "/tmp", "engine": "fake"}
+def default() -> list[dict[str, object]]:
+    return [
+        {"name": "default", "model": "/tmp", "engine": "fake"},
+        {"name": "embed", "model": "/tmp", "engine": "fake"},
+    ]
 
 
 def test_defaults_serve_the_embedded_chute() -> None:
-    settings = load_settings({}, {}, default_chute=default)
+    settings = load_settings({}, {}, default_chutes=default)
     assert [c.served_name for c in settings.chutes] == ["default"]
     assert settings.port == 8000 and settings.auth and settings.public_models
 
 
 def test_inline_flags_without_model_adjust_the_default_chute() -> None:
-    settings = load_settings({"concurrency": 4}, {}, default_chute=default)
+    settings = load_settings({"concurrency": 4}, {}, default_chutes=default)
     assert settings.chutes[0].concurrency == 4 and settings.chutes[0].served_name == "default"
+    assert settings.chutes[1].concurrency == 32
 
 
 def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
@@ -39,19 +43,19 @@ def test_yaml_config_lists_chutes(tmp_path: Path) -> None:
 
 
 def test_env_api_keys_are_comma_separated() -> None:
-    settings = load_settings({}, {"CHUTEBOX_API_KEYS": "k1, k2"}, default_chute=default)
+    settings = load_settings({}, {"CHUTEBOX_API_KEYS": "k1, k2"}, default_chutes=default)
     assert [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
 
 
 def test_api_key_file_adds_keys(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# comment\nk1\n\nk2\n")
-    settings = load_settings({"api_keys": ["k0"], "api_key_file": keys}, {}, default_chute=default)
+    settings = load_settings({"api_keys": ["k0"], "api_key_file": keys}, {}, default_chutes=default)
     assert [k.get_secret_value() for k in settings.api_keys] == ["k0", "k1", "k2"]
 
 
 def test_hf_endpoint_comes_from_its_standard_variable() -> None:
-    settings = load_settings({}, {"HF_ENDPOINT": "http://hub.local"}, default_chute=default)
+    settings = load_settings({}, {"HF_ENDPOINT": "http://hub.local"}, default_chutes=default)
     assert settings.hf_endpoint == "http://hub.local"
 
 
@@ -67,7 +71,7 @@ def test_hf_endpoint_comes_from_its_standard_variable() -> None:
 )
 def test_bad_values_name_the_setting(flags: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_settings(flags, {}, default_chute=default)
+        load_settings(flags, {}, default_chutes=default)
 
 
 def test_unknown_keys_in_a_chute_entry_are_refused(tmp_path: Path) -> None:

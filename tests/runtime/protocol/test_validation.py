@@ -5,6 +5,7 @@ import pytest
 from runtime.errors import InvalidRequestError
 from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
+from runtime.protocol.embeddings import EmbeddingRequest
 from runtime.protocol.tokenize import TokenizeRequest
 from runtime.protocol.validation import parse_body, validate
 
@@ -109,3 +110,11 @@ def test_tokenize_takes_exactly_one_input() -> None:
 def test_bodies_that_are_not_json_objects(body: bytes) -> None:
     with pytest.raises(InvalidRequestError):
         parse_body(body)
+
+
+def test_embedding_inputs() -> None:
+    for value in ("a", ["a", "b"], [1, 2], [[1], [2]]):
+        validate(EmbeddingRequest, {"model": "m", "input": value})
+    assert param_of(EmbeddingRequest, {"model": "m", "input": ["a", ""]}) == "input[1]"
+    assert param_of(EmbeddingRequest, {"model": "m", "input": ""}) == "input"
+    assert param_of(EmbeddingRequest, {"model": "m", "input": "a", "dimensions": 0}) == "dimensions"

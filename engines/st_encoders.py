@@ -1,0 +1,182 @@
+"""Sentence-transformers models behind one small interface, on torch or ONNX Runtime.
+
+Both encoders run the model's own pipeline: its transformer, its pooling (mean, CLS or last
+token, as the model's Pooling module says) and its Normalize module when it has one. The ONNX
+encoder exports the transformer itself with `torch.onnx` (once, into a cache folder) and pools
+in numpy, so its vectors match the torch ones to float precision.
+
+Heavy imports happen inside the constructors: this module is imported only by the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger("chutebox.st")
+Vectors = npt.NDArray[np.float32]
+
+
+class Encoder(Protocol):
+    """What the embedding worker needs of a model."""
+
+    dimension: int
+    max_length: int
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes, special tokens included, before any truncation."""
+
+    def truncate(self, text: str, tokens: int) -> str:
+        """The text cut to its first `tokens` tokens (special tokens included)."""
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """One vector per text, through the model's whole pipeline."""
+
+
+def _install_hint(exc: ImportError) -> ImportError:
+    return ImportError(
+        f"{exc}. The sentence-transformers engine needs: pip install 'chutebox[embeddings]' "
+        "(sentence-transformers; onnxruntime and onnx for --backend onnx)"
+    )
+
+
+class TorchEncoder:
+    """`SentenceTransformer.encode` on the chosen device."""
+
+    def __init__(self, path: str, device: str, threads: int) -> None:
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise _install_hint(exc) from exc
+        torch.set_num_threads(threads)
+        self.model = SentenceTransformer(path, device=device, local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+        self.max_length = int(self.model.max_seq_length or 512)
+        self.dimension = int(self.model.get_embedding_dimension() or 0)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(i) for i in ids]
+
+    def truncate(self, text: str, tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        special = self.token_counts([""])[0]
+        return str(self.tokenizer.decode(ids[: max(0, tokens - special)]))
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        vectors = self.model.encode(
+            list(texts), batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEncoder(TorchEncoder):
+    """The same pipeline with the transformer exported to ONNX and run by ONNX Runtime."""
+
+    def __init__(self, path: str, device: str, threads: int, cache_dir: Path) -> None:
+        super().__init__(path, "cpu", threads)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise _install_hint(exc) from exc
+        self.pooling = _pooling_mode(self.model)
+        self.normalize = any(type(m).__name__ == "Normalize" for m in self.model)
+        onnx_file = self._export(path, cache_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(onnx_file), options, providers=providers)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def _export(self, path: str, cache_dir: Path) -> Path:
+        import torch
+
+        # Keyed by the folder and its files' sizes and times: a changed model is exported anew.
+        folder = Path(path).resolve()
+        stamp = [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(folder.rglob("*"))
+                 if f.is_file()]  # fmt: skip
+        key = hashlib.sha256("\n".join([str(folder), *stamp]).encode()).hexdigest()[:16]
+        target = cache_dir / "onnx" / f"{Path(path).name}-{key}" / "model.onnx"
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sample = self.tokenizer(["a b c", "d"], padding=True, return_tensors="pt")
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+        module: Any = self.model[0]
+        transformer = _by_name(module.auto_model.eval(), names)
+        axes = {n: {0: "batch", 1: "sequence"} for n in names}
+        axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
+        log.info("exporting %s to ONNX (once) into %s", path, target)
+        partial = target.with_suffix(".partial")
+        with torch.no_grad():
+            torch.onnx.export(
+                transformer,
+                tuple(sample[n] for n in names),
+                str(partial),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        partial.rename(target)
+        return target
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        features = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length,
+            return_tensors="np",
+        )  # fmt: skip
+        feed = {name: features[name].astype(np.int64) for name in self.inputs}
+        hidden = self.session.run(None, feed)[0].astype(np.float32)
+        mask = features["attention_mask"].astype(np.float32)
+        pooled = _pool(hidden, mask, self.pooling)
+        if self.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled
+
+
+def _by_name(model: Any, names: list[str]) -> Any:
+    """Wrap `model` so positional export inputs reach it by name (forward's order varies)."""
+    import torch
+
+    class ByName(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.model(**dict(zip(names, tensors, strict=True))).last_hidden_state
+
+    return ByName()
+
+
+def _pooling_mode(model: Any) -> str:
+    pooling = next((m for m in model if type(m).__name__ == "Pooling"), None)
+    if pooling is None:
+        raise ValueError("--backend onnx needs a model with a Pooling module")
+    mode = str(getattr(pooling, "pooling_mode", None) or pooling.get_pooling_mode_str())
+    if mode not in ("mean", "cls", "lasttoken"):
+        raise ValueError(f"--backend onnx supports mean, cls and lasttoken pooling, not {mode}")
+    return mode
+
+
+def _pool(hidden: Vectors, mask: Vectors, mode: str) -> Vectors:
+    if mode == "cls":
+        return np.ascontiguousarray(hidden[:, 0])
+    if mode == "lasttoken":
+        last = mask.sum(axis=1).astype(np.int64) - 1
+        return np.ascontiguousarray(hidden[np.arange(hidden.shape[0]), last])
+    summed = (hidden * mask[:, :, None]).sum(axis=1)
+    counts = np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+    return np.asarray(summed / counts, dtype=np.float32)
