@@ -13,6 +13,7 @@ CHAT = "chat"
 COMPLETIONS = "completions"
 TOKENIZE = "tokenize"
 EMBEDDINGS = "embeddings"
+IMAGES = "images"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class EngineBackend(Protocol):
     capabilities: frozenset[str]
     ready_path: str
     health_path: str
+    # Chutes' template defaults: 32 for LLM and embedding chutes, 3 for diffusion.
+    default_concurrency: int
+    # Single-file checkpoints the engine loads as they are (a .gguf is converted for any engine).
+    single_file_suffixes: frozenset[str]
 
     def check_args(self, args: Sequence[str]) -> None:
         """Raise `ConfigError` for engine args the runtime owns (key, port, served name…)."""

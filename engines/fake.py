@@ -36,6 +36,8 @@ class FakeBackend:
     capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE})
     ready_path = "/v1/models"
     health_path = "/health"
+    default_concurrency = 32
+    single_file_suffixes: frozenset[str] = frozenset()
 
     def check_args(self, args: Sequence[str]) -> None:
         return None

@@ -11,6 +11,7 @@ BACKENDS: dict[str, str] = {
     "vllm": "engines.vllm:VLLMBackend",
     "vllm-embedding": "engines.vllm_embedding:VLLMEmbeddingBackend",
     "sentence-transformers": "engines.sentence_transformers:SentenceTransformersBackend",
+    "diffusers": "engines.diffusion:DiffusersBackend",
     "fake": "engines.fake:FakeBackend",
 }
 

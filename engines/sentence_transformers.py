@@ -20,6 +20,8 @@ class SentenceTransformersBackend:
     capabilities = frozenset({EMBEDDINGS})
     ready_path = "/v1/models"
     health_path = "/health"
+    default_concurrency = 32
+    single_file_suffixes: frozenset[str] = frozenset()
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:

@@ -10,7 +10,7 @@ from typing import Any
 
 from engines.base import EngineBackend
 from runtime.admission import Admission
-from runtime.errors import EngineUnavailableError, NotFoundError
+from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.rewrite import split_thinking
 from runtime.settings import ChuteSettings
 
@@ -82,6 +82,19 @@ class ChuteSet:
         if chute is None:
             raise NotFoundError(f"model not found: {model}", param="model", code="model_not_found")
         return chute, thinking and chute.name != model
+
+    def only_with(self, capability: str) -> Chute:
+        """The one chute that serves `capability`, for requests that may omit `model`."""
+        matches = [c for c in self if capability in c.backend.capabilities]
+        if not matches:
+            raise NotFoundError(f"no chute here serves {capability}", param="model",
+                                code="model_not_found")  # fmt: skip
+        if len(matches) > 1:
+            names = ", ".join(c.name for c in matches)
+            raise InvalidRequestError(
+                f"model: several chutes serve {capability} ({names}); name one", param="model"
+            )
+        return matches[0]
 
     def all_ready(self) -> bool:
         return all(c.state is ChuteState.READY for c in self)

@@ -30,12 +30,13 @@ def build_chute(settings: ChuteSettings) -> Chute:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
     try:
         backend.check_args(split_args(settings.engine_args))
-        resolve_source(settings)
+        resolve_source(settings, backend.single_file_suffixes)
     except ValueError as exc:  # shlex: unbalanced quotes
         raise ConfigError(f"chute {settings.served_name}: engine_args: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
-    return Chute(settings=settings, backend=backend, admission=Admission(settings.concurrency))
+    limit = settings.concurrency or backend.default_concurrency
+    return Chute(settings=settings, backend=backend, admission=Admission(limit))
 
 
 def supervisor_config(settings: Settings) -> SupervisorConfig:

@@ -42,7 +42,12 @@ class ChuteSettings(BaseModel):
     )
     engine: str = Field("vllm", description="engine backend: vllm (or fake, for tests)")
     engine_args: str = Field("", description="extra engine CLI arguments, as one string")
-    concurrency: int = Field(32, ge=1, le=256, description="requests in flight before 429")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="requests in flight before 429 (default: 32, or 3 for diffusion)",
+    )
     python: str | None = Field(
         None, description="interpreter that runs the engine (default: chutebox's own)"
     )

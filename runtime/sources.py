@@ -30,23 +30,32 @@ DONE_MARKER = ".chutebox-complete"
 
 @dataclass(frozen=True)
 class ModelSource:
-    kind: Literal["folder", "gguf", "hub"]
+    kind: Literal["folder", "file", "gguf", "hub"]
     location: str
     revision: str | None = None
 
 
-def resolve_source(chute: ChuteSettings) -> ModelSource:
-    """Classify `chute.model`; refuse what cannot be served, before anything starts."""
+def resolve_source(
+    chute: ChuteSettings, file_suffixes: frozenset[str] = frozenset()
+) -> ModelSource:
+    """Classify `chute.model`; refuse what cannot be served, before anything starts.
+
+    `file_suffixes` are single-file checkpoints the chute's engine loads itself.
+    """
     path = Path(chute.model).expanduser()
     if path.is_dir():
         return ModelSource("folder", str(path.resolve()))
     if path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise ConfigError(
-                f"model {chute.model!r} is a file but not a .gguf; give a model folder, "
-                "a .gguf file or a hub id"
-            )
-        return ModelSource("gguf", str(path.resolve()))
+        suffix = path.suffix.lower()
+        if suffix == ".gguf":
+            return ModelSource("gguf", str(path.resolve()))
+        if suffix in file_suffixes:
+            return ModelSource("file", str(path.resolve()))
+        accepted = ", ".join(sorted({".gguf", *file_suffixes}))
+        raise ConfigError(
+            f"model {chute.model!r} is a file this engine cannot load ({accepted} are); "
+            "give a model folder, such a file, or a hub id"
+        )
     if not _HUB_ID.match(chute.model) or chute.model.startswith((".", "/", "~")):
         raise ConfigError(f"model {chute.model!r}: no such file or folder, and not a hub id")
     if chute.revision is None:
@@ -74,7 +83,7 @@ async def prepare(
     label: str,
 ) -> Path:
     """Return a local folder holding the model, preparing it if needed."""
-    if source.kind == "folder":
+    if source.kind in ("folder", "file"):
         return Path(source.location)
     if source.kind == "hub":
         assert source.revision is not None

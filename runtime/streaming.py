@@ -22,6 +22,8 @@ from runtime.upstream import Upstream
 
 T = TypeVar("T")
 SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+# Engine reply headers that mean something to the client (the image route's file name).
+RELAYED_HEADERS = ("Content-Disposition",)
 
 
 class ClientDisconnected(Exception):
@@ -99,8 +101,10 @@ class EngineCall:
                 reusable = await _relay_stream(response, send)
             else:
                 body = await _read(response)
-                length = [(b"content-length", str(len(body)).encode())]
-                await send(self._start(content_type, length))
+                extra = [(b"content-length", str(len(body)).encode())]
+                extra += [(name.lower().encode(), response.headers[name].encode())
+                          for name in RELAYED_HEADERS if name in response.headers]  # fmt: skip
+                await send(self._start(content_type, extra))
                 await send({"type": "http.response.body", "body": body})
                 reusable = True
         finally:

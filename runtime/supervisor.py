@@ -89,7 +89,7 @@ class Supervisor:
         try:
             chute.state = ChuteState.PREPARING
             model_path = await prepare(
-                resolve_source(chute.settings),
+                resolve_source(chute.settings, chute.backend.single_file_suffixes),
                 cache_dir=self.config.cache_dir,
                 python=python,
                 env={**self.host.environ, **chute.settings.env},

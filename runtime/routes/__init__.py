@@ -2,8 +2,8 @@
 
 from starlette.routing import Route
 
-from runtime.routes import health, models, openai, tokenize
+from runtime.routes import health, images, models, openai, tokenize
 
 
 def all_routes() -> list[Route]:
-    return [*health.routes, *models.routes, *openai.routes, *tokenize.routes]
+    return [*health.routes, *models.routes, *openai.routes, *images.routes, *tokenize.routes]

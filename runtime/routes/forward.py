@@ -46,7 +46,10 @@ async def forward(
     gateway = gateway_of(request)
     data = parse_body(await read_body(request, gateway.max_body_bytes))
     validate(schema, data)
-    chute, thinking = gateway.chutes.resolve(data["model"])
+    if data.get("model") is None:  # only the image routes' schemas allow this
+        chute, thinking = gateway.chutes.only_with(capability), False
+    else:
+        chute, thinking = gateway.chutes.resolve(data["model"])
     path = request.url.path
     require_capability(chute, capability, path)
     if gateway.strict_params:

@@ -17,14 +17,14 @@ def default() -> list[dict[str, object]]:
 
 def test_defaults_serve_the_embedded_chute() -> None:
     settings = load_settings({}, {}, default_chutes=default)
-    assert [c.served_name for c in settings.chutes] == ["default"]
+    assert [c.served_name for c in settings.chutes] == ["default", "embed"]
     assert settings.port == 8000 and settings.auth and settings.public_models
 
 
 def test_inline_flags_without_model_adjust_the_default_chute() -> None:
     settings = load_settings({"concurrency": 4}, {}, default_chutes=default)
     assert settings.chutes[0].concurrency == 4 and settings.chutes[0].served_name == "default"
-    assert settings.chutes[1].concurrency == 32
+    assert settings.chutes[1].concurrency is None  # the engine default applies
 
 
 def test_flags_beat_env_beat_file(tmp_path: Path) -> None:

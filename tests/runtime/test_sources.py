@@ -36,8 +36,12 @@ def test_missing_paths_are_refused(model: str) -> None:
 def test_other_files_are_refused(tmp_path: Path) -> None:
     weights = tmp_path / "model.bin"
     weights.write_bytes(b"x")
-    with pytest.raises(ConfigError, match="not a .gguf"):
+    with pytest.raises(ConfigError, match="cannot load"):
         resolve_source(ChuteSettings(model=str(weights)))
+    checkpoint = tmp_path / "sd.safetensors"
+    checkpoint.write_bytes(b"x")
+    source = resolve_source(ChuteSettings(model=str(checkpoint)), frozenset({".safetensors"}))
+    assert source.kind == "file"
 
 
 def test_gguf_cache_folder_follows_the_file(tmp_path: Path) -> None:
