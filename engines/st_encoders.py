@@ -62,6 +62,10 @@ class TorchEncoder:
         self.dimension = int(self.model.get_embedding_dimension() or 0)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and backend.truncation is None:
+            # The Rust tokenizer directly: half the cost of the Python wrapper per request.
+            return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=True)]
         ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
         return [len(i) for i in ids]
 

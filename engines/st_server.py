@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -103,9 +104,10 @@ class EmbeddingWorker:
             for i, v in enumerate(vectors)
         ]
         usage = {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}
-        return JSONResponse(
-            {"object": "list", "data": data, "model": self.options.served_name, "usage": usage}
-        )
+        body = {"object": "list", "data": data, "model": self.options.served_name, "usage": usage}
+        # orjson writes numpy rows directly: several times cheaper than floats through json.
+        return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                        media_type="application/json")  # fmt: skip
 
     def _prepare(self, payload: EmbeddingRequest) -> tuple[list[str], list[int]]:
         """The texts to encode and the tokens each takes, after the limits are checked."""
@@ -160,10 +162,10 @@ class EmbeddingWorker:
         return requested
 
 
-def _encoded(vector: Vectors, encoding: str | None) -> list[float] | str:
+def _encoded(vector: Vectors, encoding: str | None) -> Vectors | str:
     if encoding == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return [float(x) for x in vector]
+    return np.ascontiguousarray(vector, dtype=np.float32)
 
 
 def build_encoder(args: argparse.Namespace) -> Encoder:
