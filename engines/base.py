@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -16,6 +17,11 @@ EMBEDDINGS = "embeddings"
 IMAGES = "images"
 
 
+def split_args(args: str) -> list[str]:
+    """A chute's engine_args string, split as a shell would (ValueError on bad quoting)."""
+    return shlex.split(args)
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
     """Everything a backend needs to build its engine's command line."""
@@ -27,8 +33,11 @@ class LaunchRequest:
     python: str
     device: Device
     engine_args: tuple[str, ...] = ()
-    gpu_count: int = 0
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
     cpu_ids: tuple[int, ...] = ()
+    # Pin the engine's threads to `cpu_ids` (set when CPU replicas share the machine).
+    pin_cpus: bool = False
     host: str = "127.0.0.1"
     cache_dir: str = ""
 
@@ -61,6 +70,8 @@ class EngineBackend(Protocol):
     default_concurrency: int
     # Single-file checkpoints the engine loads as they are (a .gguf is converted for any engine).
     single_file_suffixes: frozenset[str]
+    # Whether one engine can split a model over several GPUs (tensor/pipeline parallel).
+    multi_gpu: bool
 
     def check_args(self, args: Sequence[str]) -> None:
         """Raise `ConfigError` for engine args the runtime owns (key, port, served name…)."""

@@ -20,6 +20,7 @@ class DiffusersBackend:
     health_path = "/health"
     default_concurrency = 3
     single_file_suffixes = frozenset({".safetensors", ".ckpt"})
+    multi_gpu = False
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:

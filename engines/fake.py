@@ -38,6 +38,7 @@ class FakeBackend:
     health_path = "/health"
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
+    multi_gpu = False
 
     def check_args(self, args: Sequence[str]) -> None:
         return None

@@ -22,6 +22,7 @@ class SentenceTransformersBackend:
     health_path = "/health"
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
+    multi_gpu = False
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:

@@ -19,6 +19,7 @@ OWNED_FLAGS = ("--api-key", "--served-model-name", "--revision", "--host", "--po
 CPU_KV_CACHE_BYTES = 256 * 1024 * 1024
 KV_FLAGS = ("--kv-cache-memory-bytes", "--kv-cache-memory", "--gpu-memory-utilization")
 TP_FLAGS = ("--tensor-parallel-size", "-tp")
+PP_FLAGS = ("--pipeline-parallel-size", "-pp")
 
 # Request fields vLLM 0.32's OpenAI server accepts beyond the OpenAI ones our schemas name
 # (read from its protocol models). Anything else is refused with a 400 naming it, rather than
@@ -82,6 +83,7 @@ class VLLMBackend:
     health_path = "/health"
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
+    multi_gpu = True
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:
@@ -104,14 +106,17 @@ class VLLMBackend:
         env: dict[str, str] = {}
         if request.device == "cuda":
             if not has_flag(args, TP_FLAGS):
-                argv += ["--tensor-parallel-size", str(max(1, request.gpu_count))]
+                argv += ["--tensor-parallel-size", str(request.tensor_parallel)]
+            if request.pipeline_parallel > 1 and not has_flag(args, PP_FLAGS):
+                argv += ["--pipeline-parallel-size", str(request.pipeline_parallel)]
             argv.append("--disable-custom-all-reduce")
         else:
             if not has_flag(args, KV_FLAGS):
                 argv += ["--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
             ranks = int(flag_value(args, TP_FLAGS) or "1")
-            if ranks > 1 and request.cpu_ids:
-                # vLLM's automatic binding refuses several ranks on one NUMA node.
+            if (ranks > 1 or request.pin_cpus) and request.cpu_ids:
+                # vLLM's automatic binding refuses several ranks on one NUMA node, and would
+                # put every replica on the same cores.
                 env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind(request.cpu_ids, ranks)
         return LaunchSpec(argv=(*argv, *args), env=env)
 

@@ -1,4 +1,9 @@
-"""The chutes being served, their state, and routing a request's `model` to one."""
+"""The chutes being served, their replicas, and routing a request's `model` to one.
+
+A chute has one or more replicas (engine processes, each on its own GPUs or cores). The
+supervisor moves their states; routes pick the ready replica with the fewest requests
+outstanding.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 from engines.base import EngineBackend
 from runtime.admission import Admission
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
+from runtime.planner.plan import ReplicaPlan
 from runtime.rewrite import split_thinking
 from runtime.settings import ChuteSettings
 
@@ -36,14 +42,39 @@ class Endpoint:
 
 
 @dataclass
+class Replica:
+    """One engine process of a chute."""
+
+    index: int
+    plan: ReplicaPlan = field(default_factory=lambda: ReplicaPlan(()))
+    cpu_ids: tuple[int, ...] = ()
+    state: ChuteState = ChuteState.STARTING
+    endpoint: Endpoint | None = None
+    outstanding: int = 0
+    detail: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"state": self.state.value, "outstanding": self.outstanding}
+        if self.plan.placements:
+            info["gpus"] = self.plan.visible_devices
+        if self.detail:
+            info["detail"] = self.detail
+        return info
+
+
+@dataclass
 class Chute:
-    """One served model at run time. The supervisor moves its state; routes read it."""
+    """One served model at run time.
+
+    `phase` is the chute's own stage (preparing its model, failed, stopped); once its replicas
+    exist (phase STARTING) the chute's state is read from them.
+    """
 
     settings: ChuteSettings
     backend: EngineBackend
     admission: Admission
-    state: ChuteState = ChuteState.STARTING
-    endpoint: Endpoint | None = None
+    replicas: list[Replica] = field(default_factory=list)
+    phase: ChuteState = ChuteState.PREPARING
     card: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
@@ -52,14 +83,35 @@ class Chute:
     def name(self) -> str:
         return self.settings.served_name
 
-    def ready_endpoint(self) -> Endpoint:
-        if self.state is ChuteState.READY and self.endpoint is not None:
-            return self.endpoint
+    @property
+    def state(self) -> ChuteState:
+        if self.phase is not ChuteState.STARTING or not self.replicas:
+            return self.phase
+        states = {r.state for r in self.replicas}
+        for state in (ChuteState.READY, ChuteState.RESTARTING, ChuteState.STARTING):
+            if state in states:
+                return state
+        return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
+
+    def require_ready(self) -> None:
+        if self.state is ChuteState.READY:
+            return
         reason = self.detail or f"its engine is {self.state.value}"
         raise EngineUnavailableError(
             f"No instances available (yet) for chute {self.name}: {reason}",
             headers={"Retry-After": "5"},
         )
+
+    def pick(self) -> tuple[Replica, Endpoint]:
+        """The ready replica with the fewest requests outstanding; counts this one in."""
+        ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
+        if not ready:
+            self.require_ready()
+            raise EngineUnavailableError(f"No instances available (yet) for chute {self.name}")
+        replica = min(ready, key=lambda r: r.outstanding)
+        replica.outstanding += 1
+        assert replica.endpoint is not None
+        return replica, replica.endpoint
 
 
 class ChuteSet:

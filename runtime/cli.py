@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -31,7 +32,10 @@ def _schema_flags(parser: argparse.ArgumentParser, model: type[BaseModel], title
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
         annotation = field.annotation
         origin = typing.get_origin(annotation)
-        if annotation is bool:
+        if extra.get("json"):
+            kwargs["type"] = _json_object
+            kwargs["metavar"] = "JSON"
+        elif annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif origin in (tuple, list, dict):
             kwargs["action"] = "append"
@@ -43,6 +47,16 @@ def _schema_flags(parser: argparse.ArgumentParser, model: type[BaseModel], title
         default = "" if field.is_required() or field.default in (None, (), {}) else field.default
         suffix = f" (default: {default})" if default not in ("", None) else ""
         group.add_argument(flag, help=(field.description or "") + suffix, **kwargs)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,11 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML or YAML file listing [[chutes]]")
     _schema_flags(serve, Settings, "gateway")
     _schema_flags(serve, ChuteSettings, "one chute, inline")
+    plan = commands.add_parser(
+        "plan",
+        help="show how the chutes would be laid out on GPUs, and why; starts nothing",
+        description="Plans from model facts found locally (model folders, the hub cache, "
+        "converted GGUF files) or --params; GPUs from --gpus, else from this host.",
+    )
+    plan.add_argument("--config", type=Path, help="TOML or YAML file listing [[chutes]]")
+    plan.add_argument(
+        "--gpus",
+        action="append",
+        metavar="SPEC",
+        help="a node's GPUs, e.g. 8xH100-80GB or 2x4090,1xL4; repeat once per node",
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _schema_flags(plan, Settings, "gateway")
+    _schema_flags(plan, ChuteSettings, "one chute, inline")
     return parser
 
 
 def flags_from(namespace: argparse.Namespace) -> dict[str, Any]:
-    flags = {k: v for k, v in vars(namespace).items() if k not in ("command", "config")}
+    own = ("command", "config", "gpus", "json")
+    flags = {k: v for k, v in vars(namespace).items() if k not in own}
     for name, value in list(flags.items()):
         if (
             name in ChuteSettings.model_fields
@@ -114,11 +145,27 @@ def serve(namespace: argparse.Namespace) -> int:
     return run_server(settings, api_keys_for(settings), os.environ)
 
 
+def plan(namespace: argparse.Namespace) -> int:
+    from runtime.defaults import default_chutes
+    from runtime.planner.render import as_json, as_table
+    from runtime.server import plan_for_settings
+
+    settings = load_settings(
+        flags_from(namespace), os.environ, namespace.config, default_chutes=default_chutes
+    )
+    layout = plan_for_settings(settings, os.environ, namespace.gpus)
+    models = {c.served_name: c.model for c in settings.chutes}
+    print(as_json(layout, models) if namespace.json else as_table(layout, models))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     namespace = build_parser().parse_args(argv)
     try:
         if namespace.command == "serve":
             return serve(namespace)
+        if namespace.command == "plan":
+            return plan(namespace)
     except ConfigError as exc:
         print(f"chutebox: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,4 @@
-"""What the gateway knows of its machine: visible GPUs, usable CPUs, the inherited environment.
-
-A thin, temporary adapter: the planner issue replaces GPU counting with real discovery.
-"""
+"""What the gateway knows of its machine: visible GPUs, usable CPUs, the inherited environment."""
 
 from __future__ import annotations
 
@@ -10,21 +7,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.planner.discovery import discover
+from runtime.planner.inventory import Node
+
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
 @dataclass(frozen=True)
 class Host:
-    gpu_count: int
     cpu_ids: tuple[int, ...]
     environ: Mapping[str, str] = field(default_factory=dict)
+    node: Node = field(default_factory=lambda: Node("local", ()))
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.node.gpus)
 
     @classmethod
     def discover(cls, environ: Mapping[str, str]) -> Host:
+        node = discover(environ) if visible_gpu_count(environ) else Node("local", ())
         return cls(
-            gpu_count=visible_gpu_count(environ),
             cpu_ids=tuple(sorted(os.sched_getaffinity(0))),
             environ=dict(environ),
+            node=node,
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
+from engines.base import split_args
 from engines.registry import UnknownEngineError, load_backend
 from runtime.admission import Admission
 from runtime.app import create_app
@@ -15,9 +16,12 @@ from runtime.chutes import Chute, ChuteSet
 from runtime.errors import ConfigError
 from runtime.host import Host
 from runtime.hub import HubAccess
+from runtime.layout import cached_folder, plan_chutes
+from runtime.planner.inventory import parse_gpu_spec
+from runtime.planner.plan import Plan
 from runtime.settings import ChuteSettings, Settings
 from runtime.sources import resolve_source
-from runtime.supervisor import Supervisor, SupervisorConfig, split_args
+from runtime.supervisor import Supervisor, SupervisorConfig
 
 log = logging.getLogger("chutebox")
 
@@ -39,6 +43,30 @@ def build_chute(settings: ChuteSettings) -> Chute:
     return Chute(settings=settings, backend=backend, admission=Admission(limit))
 
 
+def plan_for_settings(
+    settings: Settings, environ: Mapping[str, str], gpu_specs: list[str] | None = None
+) -> Plan:
+    """The plan `chutebox plan` prints: local facts only, nothing downloaded or started."""
+    chutes = [build_chute(c) for c in settings.chutes]
+    if gpu_specs:
+        nodes = [parse_gpu_spec(spec, f"node{i}") for i, spec in enumerate(gpu_specs)]
+    else:
+        nodes = [Host.discover(environ).node]
+    return plan_chutes(chutes, early_folders(ChuteSet(chutes), settings), nodes)
+
+
+def early_folders(chutes: ChuteSet, settings: Settings) -> dict[str, Path | None]:
+    config = supervisor_config(settings)
+    return {
+        c.name: cached_folder(
+            resolve_source(c.settings, c.backend.single_file_suffixes),
+            config.cache_dir,
+            config.hub.cache_dir,
+        )
+        for c in chutes
+    }
+
+
 def supervisor_config(settings: Settings) -> SupervisorConfig:
     hf_home = settings.hf_home or Path("~/.cache/huggingface")
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
@@ -50,7 +78,11 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
 
 def run_server(settings: Settings, api_keys: tuple[str, ...], environ: Mapping[str, str]) -> int:
     chutes = ChuteSet(build_chute(c) for c in settings.chutes)
-    supervisor = Supervisor(chutes, Host.discover(environ), supervisor_config(settings))
+    host = Host.discover(environ)
+    # Refuse a layout that cannot work before anything starts. Models not on this machine yet
+    # are planned again once prepared.
+    plan_chutes(list(chutes), early_folders(chutes, settings), [host.node])
+    supervisor = Supervisor(chutes, host, supervisor_config(settings))
     app = create_app(settings, chutes, api_keys=api_keys, supervisor=supervisor)
     log.info(
         "gateway on http://%s:%d/v1 serving %s; GET /ready turns 200 once every engine answers",

@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from runtime.errors import ConfigError
+from runtime.planner.model import parse_params
+from runtime.planner.selector import NodeSelector
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[^\s]+$")
@@ -66,6 +68,39 @@ class ChuteSettings(BaseModel):
     startup_timeout: float = Field(
         1800.0, gt=0, description="seconds to wait for the engine to become ready"
     )
+    node_selector: dict[str, Any] | None = Field(
+        None,
+        description="Chutes NodeSelector: gpu_count, min_vram_gb_per_gpu, include, exclude, …",
+        json_schema_extra={"flag": "--node-selector", "json": True},
+    )
+    max_model_len: int | None = Field(
+        None, ge=1, description="context the planner sizes the KV cache for"
+    )
+    replicas: int | None = Field(
+        None, ge=1, le=64, description="engine replicas (default: fill the GPUs left over)"
+    )
+    params: str | None = Field(
+        None, description="parameter count (e.g. 70B) when the model is not local yet"
+    )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:
+            NodeSelector.from_mapping(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_params(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("revision")
     @classmethod

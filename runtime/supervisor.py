@@ -1,10 +1,11 @@
-"""Starts each chute's engine, waits until it answers, watches it, restarts it, stops it.
+"""Starts each chute's engines, waits until they answer, watches them, restarts them, stops them.
 
-Per chute: prepare the model (download or convert) once, then loop — launch the engine on a
-free loopback port with a fresh key, poll its readiness route with that key until 200 (failing
-fast with the engine's last log lines if it exits), serve, probe its health route, and on death
-or repeated probe failures restart it with backoff. After `max_failures` failed starts in a row
-the chute is marked failed instead of flapping.
+Boot: prepare every chute's model (download or convert) once, plan the GPUs from the prepared
+folders' facts, then run each replica. Per replica: launch the engine on a free loopback port
+with a fresh key, poll its readiness route with that key until 200 (failing fast with the
+engine's last log lines if it exits), serve, probe its health route, and on death or repeated
+probe failures restart it with backoff. After `max_failures` failed starts in a row the replica
+is marked failed instead of flapping.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.base import Device, LaunchRequest
-from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint
+from engines.base import Device, LaunchRequest, split_args
+from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
+from runtime.errors import ConfigError
 from runtime.host import Host
 from runtime.hub import HubAccess
+from runtime.layout import plan_chutes
 from runtime.process import ChildProcess, free_port
 from runtime.sources import prepare, resolve_source
 from runtime.upstream import Upstream
@@ -60,6 +62,14 @@ def engine_device(chute: Chute, host: Host) -> Device:
     return "cuda" if host.gpu_count else "cpu"
 
 
+def cpu_share(cpu_ids: tuple[int, ...], index: int, count: int) -> tuple[int, ...]:
+    """Replica `index` of `count` gets its own slice of the cores (all, if too few)."""
+    if count <= 1 or len(cpu_ids) < count:
+        return cpu_ids
+    size = len(cpu_ids) // count
+    return cpu_ids[index * size : (index + 1) * size]
+
+
 class Supervisor:
     """Owns every engine process; the app's lifespan starts and stops it."""
 
@@ -73,8 +83,7 @@ class Supervisor:
 
     async def start(self, upstream: Upstream) -> None:
         self._upstream = upstream
-        for chute in self.chutes:
-            self._tasks.append(asyncio.create_task(self._run(chute), name=f"chute:{chute.name}"))
+        self._tasks.append(asyncio.create_task(self._boot(), name="supervisor:boot"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -82,16 +91,42 @@ class Supervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(e.stop() for e in self._engines.values()))
         for chute in self.chutes:
-            chute.state, chute.endpoint = ChuteState.STOPPED, None
+            chute.phase = ChuteState.STOPPED
+            for replica in chute.replicas:
+                replica.state, replica.endpoint = ChuteState.STOPPED, None
 
-    async def _run(self, chute: Chute) -> None:
-        python = chute.settings.python or sys.executable
+    async def _boot(self) -> None:
+        chutes = list(self.chutes)
+        folders = await asyncio.gather(*(self._prepare(c) for c in chutes))
+        prepared = {c.name: f for c, f in zip(chutes, folders, strict=True) if f is not None}
+        live = [c for c in chutes if c.name in prepared]
         try:
-            chute.state = ChuteState.PREPARING
-            model_path = await prepare(
+            layout = plan_chutes(live, prepared, [self.host.node])
+        except ConfigError as exc:
+            for chute in live:
+                self._fail(chute, f"no GPU plan: {exc}")
+            return
+        for chute in live:
+            chute_plan = layout.for_chute(chute.name)
+            if any(len(r.placements) > 1 for r in chute_plan.replicas):
+                self._fail(chute, "needs several nodes; run the commands `chutebox plan` prints")
+                continue
+            count = len(chute_plan.replicas)
+            chute.replicas = [Replica(i, plan, cpu_share(self.host.cpu_ids, i, count))
+                              for i, plan in enumerate(chute_plan.replicas)]  # fmt: skip
+            chute.phase = ChuteState.STARTING
+            for reason in chute_plan.reasons:
+                log.info("[%s] plan: %s", chute.name, reason)
+            for replica in chute.replicas:
+                task = self._run(chute, replica, prepared[chute.name])
+                self._tasks.append(asyncio.create_task(task, name=f"{chute.name}/{replica.index}"))
+
+    async def _prepare(self, chute: Chute) -> Path | None:
+        try:
+            return await prepare(
                 resolve_source(chute.settings, chute.backend.single_file_suffixes),
                 cache_dir=self.config.cache_dir,
-                python=python,
+                python=chute.settings.python or sys.executable,
                 env={**self.host.environ, **chute.settings.env},
                 access=self.config.hub,
                 label=chute.name,
@@ -100,59 +135,80 @@ class Supervisor:
             raise
         except Exception as exc:
             self._fail(chute, f"preparing the model failed: {exc}")
-            return
+            return None
+
+    def _fail(self, chute: Chute, detail: str) -> None:
+        chute.phase, chute.detail = ChuteState.FAILED, detail
+        log.error("[%s] %s", chute.name, detail)
+
+    async def _run(self, chute: Chute, replica: Replica, model_path: Path) -> None:
         failures = 0
         while True:
-            chute.state = ChuteState.STARTING if failures == 0 else ChuteState.RESTARTING
+            replica.state = ChuteState.STARTING if failures == 0 else ChuteState.RESTARTING
             started = time.monotonic()
-            reason = await self._serve_once(chute, model_path, python)
+            reason = await self._serve_once(chute, replica, model_path)
             if time.monotonic() - started > self.config.stable_after:
                 failures = 0
             failures += 1
+            label = f"{chute.name}/{replica.index}"
             if failures >= self.config.max_failures:
-                self._fail(chute, f"gave up after {failures} failed starts: {reason}")
+                replica.state = ChuteState.FAILED
+                replica.detail = f"gave up after {failures} failed starts: {reason}"
+                if chute.state is ChuteState.FAILED:
+                    chute.detail = replica.detail
+                log.error("[%s] %s", label, replica.detail)
                 return
             delay = min(self.config.backoff_max, 2.0 ** (failures - 1))
-            chute.state, chute.detail = ChuteState.RESTARTING, f"restarting: {reason}"
-            log.warning("[%s] %s; restarting in %.0fs", chute.name, reason, delay)
+            replica.state, replica.detail = ChuteState.RESTARTING, f"restarting: {reason}"
+            log.warning("[%s] %s; restarting in %.0fs", label, reason, delay)
             await asyncio.sleep(delay)
 
-    def _fail(self, chute: Chute, detail: str) -> None:
-        chute.state, chute.endpoint, chute.detail = ChuteState.FAILED, None, detail
-        log.error("[%s] %s", chute.name, detail)
-
-    async def _serve_once(self, chute: Chute, model_path: Path, python: str) -> str:
-        """Run one engine life; returns why it ended."""
-        key = secrets.token_urlsafe(24)
-        port = free_port()
-        request = LaunchRequest(
+    def _launch_request(self, chute: Chute, replica: Replica, model_path: Path, key: str,
+                        port: int) -> LaunchRequest:  # fmt: skip
+        return LaunchRequest(
             model_path=str(model_path),
             served_name=chute.name,
             port=port,
             api_key=key,
-            python=python,
+            python=chute.settings.python or sys.executable,
             device=engine_device(chute, self.host),
             engine_args=tuple(split_args(chute.settings.engine_args)),
-            gpu_count=self.host.gpu_count,
-            cpu_ids=self.host.cpu_ids,
+            tensor_parallel=replica.plan.tp,
+            pipeline_parallel=replica.plan.pp,
+            cpu_ids=replica.cpu_ids,
+            pin_cpus=len(chute.replicas) > 1,
             cache_dir=str(self.config.cache_dir),
         )
-        spec = chute.backend.launch(request)
-        env = {**self.host.environ, **ENGINE_ENV, **spec.env, **chute.settings.env}
-        engine = ChildProcess(chute.name)
-        self._engines[chute.name] = engine
+
+    def _environment(self, chute: Chute, replica: Replica, extra: dict[str, str]) -> dict[str, str]:
+        env = {**self.host.environ, **ENGINE_ENV}
+        for name in replica.plan.env_unset:
+            env.pop(name, None)
+        env.update(replica.plan.env)
+        if replica.plan.placements:
+            env["CUDA_VISIBLE_DEVICES"] = replica.plan.visible_devices
+        return {**env, **extra, **chute.settings.env}
+
+    async def _serve_once(self, chute: Chute, replica: Replica, model_path: Path) -> str:
+        """Run one engine life; returns why it ended."""
+        key, port = secrets.token_urlsafe(24), free_port()
+        spec = chute.backend.launch(self._launch_request(chute, replica, model_path, key, port))
+        label = f"{chute.name}/{replica.index}" if len(chute.replicas) > 1 else chute.name
+        engine = ChildProcess(label)
+        self._engines[f"{chute.name}/{replica.index}"] = engine
         endpoint = Endpoint(f"http://127.0.0.1:{port}", key)
-        log.info("[%s] starting engine: %s", chute.name, " ".join(redact(spec.argv, key)))
+        log.info("[%s] starting engine: %s", label, " ".join(redact(spec.argv, key)))
         try:
-            await engine.start(spec.argv, env)
-            chute.card = await self._wait_ready(chute, engine, endpoint)
-            chute.endpoint, chute.state, chute.detail = endpoint, ChuteState.READY, ""
-            log.info("[%s] ready on %s", chute.name, endpoint.base_url)
+            await engine.start(spec.argv, self._environment(chute, replica, dict(spec.env)))
+            card = await self._wait_ready(chute, engine, endpoint)
+            chute.card = chute.card or card
+            replica.endpoint, replica.state, replica.detail = endpoint, ChuteState.READY, ""
+            log.info("[%s] ready on %s", label, endpoint.base_url)
             return await self._watch(chute, engine, endpoint)
         except EngineStartError as exc:
             return str(exc)
         finally:
-            chute.endpoint = None
+            replica.endpoint = None
             await engine.stop()
 
     async def _get(self, endpoint: Endpoint, path: str) -> tuple[int, Any]:
@@ -164,12 +220,11 @@ class Supervisor:
             async with response:
                 is_json = response.content_type == "application/json"
                 return response.status, (await response.json() if is_json else None)
-        except (TimeoutError, Exception):
+        except Exception:  # refused, reset, timed out, not JSON: the probe simply failed
             return 0, None
 
-    async def _wait_ready(
-        self, chute: Chute, engine: ChildProcess, endpoint: Endpoint
-    ) -> dict[str, Any]:
+    async def _wait_ready(self, chute: Chute, engine: ChildProcess,
+                          endpoint: Endpoint) -> dict[str, Any]:  # fmt: skip
         deadline = time.monotonic() + chute.settings.startup_timeout
         while time.monotonic() < deadline:
             if engine.returncode is not None:
@@ -211,10 +266,6 @@ def card_for(name: str, listing: Any) -> dict[str, Any]:
             if isinstance(entry, dict) and entry.get("id") == name:
                 return entry
     return {}
-
-
-def split_args(args: str) -> list[str]:
-    return shlex.split(args)
 
 
 def redact(argv: tuple[str, ...], secret: str) -> list[str]:

@@ -54,16 +54,23 @@ async def forward(
     require_capability(chute, capability, path)
     if gateway.strict_params:
         check_fields(data, schema, chute.backend.accepted_fields(capability))
-    endpoint = chute.ready_endpoint()
+    chute.require_ready()
     thinking = thinking or wants_thinking(request.headers.get("x-enable-thinking"))
     body = rewrite_request(data, chute.name, gateway.rules, thinking=thinking, chat=chat)
     if admit:
         chute.admission.acquire()
+    replica, endpoint = chute.pick()  # cannot fail now: readiness was checked in this tick
+
+    def done() -> None:
+        replica.outstanding -= 1
+        if admit:
+            chute.admission.release()
+
     return EngineCall(
         gateway.upstream,
         endpoint,
         path,
         json.dumps(body).encode(),
         headers=chute.admission.headers,
-        on_done=chute.admission.release if admit else None,
+        on_done=done,
     )

@@ -17,7 +17,11 @@ async def ready(request: Request) -> JSONResponse:
     """200 once every chute's engine answers; 503 while loading, restarting or draining."""
     chutes = gateway_of(request).chutes
     states = {
-        c.name: {"state": c.state.value, **({"detail": c.detail} if c.detail else {})}
+        c.name: {
+            "state": c.state.value,
+            **({"detail": c.detail} if c.detail else {}),
+            "replicas": [r.describe() for r in c.replicas],
+        }
         for c in chutes
     }
     ok = chutes.all_ready() and not chutes.draining

@@ -37,13 +37,19 @@ def test_user_kv_cache_size_wins_on_cpu() -> None:
     assert spec.argv.count("--kv-cache-memory-bytes") == 1
 
 
-def test_gpu_uses_every_visible_gpu_unless_told() -> None:
-    spec = VLLMBackend().launch(request(device="cuda", gpu_count=4))
+def test_gpu_uses_the_planned_parallel_sizes_unless_told() -> None:
+    spec = VLLMBackend().launch(request(device="cuda", tensor_parallel=4, pipeline_parallel=2))
     assert flag_value(spec.argv, ["--tensor-parallel-size"]) == "4"
+    assert flag_value(spec.argv, ["--pipeline-parallel-size"]) == "2"
     assert "--disable-custom-all-reduce" in spec.argv
     assert "--kv-cache-memory-bytes" not in spec.argv
-    spec = VLLMBackend().launch(request(device="cuda", gpu_count=4, engine_args=("-tp", "2")))
+    spec = VLLMBackend().launch(request(device="cuda", tensor_parallel=4, engine_args=("-tp", "2")))
     assert spec.argv.count("--tensor-parallel-size") == 0 and spec.argv[-2:] == ("-tp", "2")
+
+
+def test_cpu_replicas_are_pinned_to_their_cores() -> None:
+    spec = VLLMBackend().launch(request(cpu_ids=(1,), pin_cpus=True))
+    assert spec.env["VLLM_CPU_OMP_THREADS_BIND"] == "1"
 
 
 @pytest.mark.parametrize(

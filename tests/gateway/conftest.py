@@ -13,7 +13,7 @@ from engines.fake import FakeBackend
 from engines.vllm import VLLMBackend
 from runtime.admission import Admission
 from runtime.app import create_app
-from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint
+from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
 from runtime.settings import ChuteSettings, Settings
 from tests.support.servers import fake_engine
 from tests.support.uvicorn_thread import serve_in_thread
@@ -50,12 +50,13 @@ def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[Gatew
             settings = ChuteSettings(
                 model=str(tmp_path), name=name, concurrency=concurrency, price_prompt=0.5
             )
+            replica = Replica(0, state=ChuteState.READY, endpoint=engines[name])
             return Chute(
                 settings=settings,
                 backend=backend,  # type: ignore[arg-type]
                 admission=Admission(concurrency),
-                state=ChuteState.READY,
-                endpoint=engines[name],
+                replicas=[replica],
+                phase=ChuteState.STARTING,
                 card={"max_model_len": 512, "root": "/models/" + name},
             )
 

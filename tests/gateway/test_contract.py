@@ -146,14 +146,15 @@ def test_tokenize_round_trip(gateway: Gateway) -> None:
 def test_a_chute_that_is_not_ready_answers_503(gateway: Gateway) -> None:
     chute = gateway.chutes.get("tiny")
     assert chute is not None
-    chute.state = ChuteState.STARTING
+    chute.replicas[0].state = ChuteState.STARTING
     with gateway.client() as client:
         reply = client.post("/v1/chat/completions", json=CHAT)
         ready = client.get("/ready")
     error = assert_envelope(reply, 503)
     assert "No instances available" in error["message"] and reply.headers["retry-after"]
     assert ready.status_code == 503
-    assert ready.json()["chutes"]["tiny"] == {"state": "starting"}
+    assert ready.json()["chutes"]["tiny"]["state"] == "starting"
+    assert ready.json()["chutes"]["tiny"]["replicas"][0]["state"] == "starting"
 
 
 def test_over_capacity_is_429_with_retry_after(make_gateway: GatewayFactory) -> None:
@@ -182,3 +183,4 @@ def test_over_capacity_is_429_with_retry_after(make_gateway: GatewayFactory) -> 
     assert reply.headers["x-chutes-conn-available"] == "0"
     chute = gateway.chutes.get("loose")
     assert chute is not None and chute.admission.used == 0  # every slot came back
+    assert chute.replicas[0].outstanding == 0

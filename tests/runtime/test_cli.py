@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -105,3 +106,52 @@ def test_sigterm_leaves_no_engine_behind(tmp_path: Path) -> None:
         assert served.proc.wait(30) in (0, -15)
         assert "Application shutdown complete" in served.log_text()
     assert not group_alive(int(pids[0]))
+
+
+def test_plan_prints_a_table_and_json(tmp_path: Path) -> None:
+    model = tmp_path / "llama-8b"
+    model.mkdir()
+    config = {
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "hidden_size": 4096,
+        "max_position_embeddings": 8192,
+    }
+    (model / "config.json").write_text(json.dumps(config))
+    (model / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 16_060_522_496}, "weight_map": {}})
+    )  # fmt: skip
+    args = ["plan", "--model", str(model), "--gpus", "4xH100", "--concurrency", "8"]
+    table = chutebox(*args)
+    assert table.returncode == 0, table.stderr
+    assert "llama-8b" in table.stdout and "TP×PP" in table.stdout
+    assert "safetensors index total_size" in table.stdout
+    data = json.loads(chutebox(*args, "--json").stdout)
+    replicas = data["chutes"][0]["replicas"]
+    assert [r["placements"][0]["gpus"] for r in replicas] == [[0], [1], [2], [3]]
+
+
+def test_plan_refusals_exit_2(tmp_path: Path) -> None:
+    result = chutebox("plan", "--model", "org/big", "--revision", COMMIT, "--params", "405B",
+                      "--gpus", "2x4090")  # fmt: skip
+    assert result.returncode == 2 and "needs" in result.stderr
+    typo = chutebox("plan", "--model", str(tmp_path), "--node-selector", '{"num_gpus": 2}')
+    assert typo.returncode == 2 and "did you mean 'gpu_count'" in typo.stderr
+
+
+def test_replicas_share_the_load(tmp_path: Path) -> None:
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth",
+            "--replicas", "2"]  # fmt: skip
+    with chutebox_serve(args, tmp_path / "log") as served:
+        ready = httpx.get(served.base_url + "/ready").json()["chutes"]["tiny"]["replicas"]
+        assert [r["state"] for r in ready] == ["ready", "ready"]
+        slow = {"model": "tiny", "stream": True, "fake_delay": 0.3,
+                "messages": [{"role": "user", "content": "a b c d"}]}  # fmt: skip
+        url = served.base_url + "/v1/chat/completions"
+        with httpx.Client(timeout=30) as one, httpx.Client(timeout=30) as two:
+            with one.stream("POST", url, json=slow), two.stream("POST", url, json=slow):
+                busy = httpx.get(served.base_url + "/ready").json()["chutes"]["tiny"]["replicas"]
+                assert [r["outstanding"] for r in busy] == [1, 1]
+        assert "[tiny/0]" in served.log_text() and "[tiny/1]" in served.log_text()

@@ -30,7 +30,7 @@ def make(tmp_path: Path, engine_args: str = "") -> tuple[Chute, Supervisor]:
         probe_interval=0.2, max_failures=2, backoff_max=0.2,
     )  # fmt: skip
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path.cwd())}
-    return chute, Supervisor(ChuteSet([chute]), Host(0, (0,), env), config)
+    return chute, Supervisor(ChuteSet([chute]), Host((0,), env), config)
 
 
 async def until(check: Callable[[], bool], timeout: float = 30) -> None:
@@ -58,16 +58,16 @@ def test_engine_becomes_ready_and_is_restarted_after_a_crash(tmp_path: Path) -> 
         await supervisor.start(upstream)
         await until(lambda: chute.state is ChuteState.READY)
         assert chute.card["root"] == str(tmp_path) and chute.card["max_model_len"] == 512
-        first = chute.endpoint
-        engine = supervisor._engines["tiny"]
+        first = chute.replicas[0].endpoint
+        engine = supervisor._engines["tiny/0"]
         assert engine.proc is not None
         os.killpg(engine.proc.pid, signal.SIGKILL)
         await until(lambda: chute.state is not ChuteState.READY)
         await until(lambda: chute.state is ChuteState.READY)
-        assert chute.endpoint != first  # a new port and a new key
+        assert chute.replicas[0].endpoint != first  # a new port and a new key
         await supervisor.stop()
         assert chute.state is ChuteState.STOPPED
-        assert not group_alive(supervisor._engines["tiny"].proc.pid)  # type: ignore[union-attr]
+        assert not group_alive(supervisor._engines["tiny/0"].proc.pid)  # type: ignore[union-attr]
 
     run(scenario)
 
@@ -80,6 +80,7 @@ def test_an_engine_that_cannot_start_fails_with_its_last_lines(tmp_path: Path) -
         await until(lambda: chute.state is ChuteState.FAILED)
         assert "gave up after 2 failed starts" in chute.detail
         assert "unrecognized arguments: --no-such-flag" in chute.detail
+        assert chute.replicas[0].state is ChuteState.FAILED
         await supervisor.stop()
 
     run(scenario)

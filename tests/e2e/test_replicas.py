@@ -1,0 +1,50 @@
+"""Two CPU replicas of the tiny model on vLLM, each pinned to its own core, sharing requests."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import API_KEY
+from tests.support.servers import Served, chutebox_serve
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("replicas")
+    config = folder / "chutes.toml"
+    config.write_text(
+        f'[[chutes]]\nname = "tiny"\nmodel = {json.dumps(str(tiny_model))}\nreplicas = 2\n'
+        'engine_args = "--dtype bfloat16 --max-model-len 512 --enforce-eager"\n'
+    )
+    args = ["--config", str(config), "--api-key", API_KEY]
+    with chutebox_serve(args, folder / "chutebox.log", ready_timeout=600) as served:
+        yield served
+
+
+def test_both_replicas_serve_on_their_own_core(gateway: Served) -> None:
+    replicas = httpx.get(gateway.base_url + "/ready").json()["chutes"]["tiny"]["replicas"]
+    assert [r["state"] for r in replicas] == ["ready", "ready"]
+    log = gateway.log_text()
+    binds = re.findall(r"\[tiny/(\d)\].*local_rank=0, core ids=\[(\d+)\]", log)
+    assert sorted(set(binds)) == [("0", "0"), ("1", "1")], binds
+
+    def ask(i: int) -> int:
+        body = {"model": "tiny", "prompt": f"request {i}", "max_tokens": 16}
+        reply = httpx.post(gateway.base_url + "/v1/completions", json=body, timeout=120,
+                           headers={"Authorization": f"Bearer {API_KEY}"})  # fmt: skip
+        return reply.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(ask, range(8))) == [200] * 8
+    log = gateway.log_text()
+    for replica in ("0", "1"):
+        assert re.search(rf"\[tiny/{replica}\].*POST /v1/completions HTTP/1.1\" 200", log)
