@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -182,5 +183,10 @@ def test_over_capacity_is_429_with_retry_after(make_gateway: GatewayFactory) -> 
     assert reply.headers["retry-after"] == "1"
     assert reply.headers["x-chutes-conn-available"] == "0"
     chute = gateway.chutes.get("loose")
-    assert chute is not None and chute.admission.used == 0  # every slot came back
-    assert chute.replicas[0].outstanding == 0
+    assert chute is not None
+    # The server gives the slot back just after the last byte leaves: allow it that moment.
+    for _ in range(100):
+        if chute.admission.used == 0 and chute.replicas[0].outstanding == 0:
+            break
+        time.sleep(0.02)
+    assert (chute.admission.used, chute.replicas[0].outstanding) == (0, 0)
