@@ -72,6 +72,11 @@ class EngineBackend(Protocol):
     single_file_suffixes: frozenset[str]
     # Whether one engine can split a model over several GPUs (tensor/pipeline parallel).
     multi_gpu: bool
+    # The module the engine's interpreter must be able to import, and how to install it.
+    module: str
+    install_hint: str
+    # The request field that carries chutebox's invocation id, for engines aborted by id.
+    request_id_field: str | None
 
     def check_args(self, args: Sequence[str]) -> None:
         """Raise `ConfigError` for engine args the runtime owns (key, port, served name…)."""

@@ -21,6 +21,9 @@ class DiffusersBackend:
     default_concurrency = 3
     single_file_suffixes = frozenset({".safetensors", ".ckpt"})
     multi_gpu = False
+    module = "diffusers"
+    install_hint = "pip install 'chutebox[images]'"
+    request_id_field: str | None = None
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:

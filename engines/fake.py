@@ -39,6 +39,9 @@ class FakeBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = False
+    module = "engines.fake"
+    install_hint = "pip install chutebox"
+    request_id_field: str | None = None
 
     def check_args(self, args: Sequence[str]) -> None:
         return None
@@ -89,7 +92,9 @@ class FakeEngine:
         self.api_key = api_key
         self.model = model
         self.created = int(time.time())
-        self.stats = {"streams_active": 0, "streams_abandoned": 0, "requests": 0}
+        self.stats: dict[str, Any] = {
+            "streams_active": 0, "streams_abandoned": 0, "requests": 0, "aborted": [],
+        }  # fmt: skip
 
     def app(self) -> Starlette:
         routes = [
@@ -100,6 +105,7 @@ class FakeEngine:
             Route("/tokenize", self.tokenize, methods=["POST"]),
             Route("/detokenize", self.detokenize, methods=["POST"]),
             Route("/fake/stats", self.get_stats),
+            Route("/abort_request", self.abort_request, methods=["POST"]),
         ]
         return Starlette(routes=routes)
 
@@ -114,6 +120,13 @@ class FakeEngine:
         if body.get("model") != self.served_name:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
         return dict(body)
+
+    async def abort_request(self, request: Request) -> Response:
+        """SGLang's abort route: records the request id it was asked to stop."""
+        if not self._authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        self.stats["aborted"].append((await request.json()).get("rid"))
+        return Response(status_code=200)
 
     async def get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats)

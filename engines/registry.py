@@ -10,6 +10,7 @@ from engines.base import EngineBackend
 BACKENDS: dict[str, str] = {
     "vllm": "engines.vllm:VLLMBackend",
     "vllm-embedding": "engines.vllm_embedding:VLLMEmbeddingBackend",
+    "sglang": "engines.sglang:SGLangBackend",
     "sentence-transformers": "engines.sentence_transformers:SentenceTransformersBackend",
     "diffusers": "engines.diffusion:DiffusersBackend",
     "fake": "engines.fake:FakeBackend",

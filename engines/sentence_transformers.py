@@ -23,6 +23,9 @@ class SentenceTransformersBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = False
+    module = "sentence_transformers"
+    install_hint = "pip install 'chutebox[embeddings]'"
+    request_id_field: str | None = None
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:

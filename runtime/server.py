@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import uvicorn
 
-from engines.base import split_args
+from engines.base import EngineBackend, split_args
 from engines.registry import UnknownEngineError, load_backend
+from engines.sentence_transformers import PACKAGE_ROOT
 from runtime.admission import Admission
 from runtime.app import create_app
 from runtime.chutes import Chute, ChuteSet
@@ -26,6 +29,28 @@ from runtime.supervisor import Supervisor, SupervisorConfig
 log = logging.getLogger("chutebox")
 
 
+def check_importable(settings: ChuteSettings, backend: EngineBackend) -> None:
+    """The engine's interpreter must find the engine; say what to install if it does not."""
+    python = settings.python or sys.executable
+    found = f"importlib.util.find_spec({backend.module!r})"
+    code = f"import importlib.util, sys; sys.exit(0 if {found} else 3)"
+    try:
+        # From chutebox's own folder, so its worker modules count as importable (the engines
+        # run them with that folder on PYTHONPATH).
+        result = subprocess.run([python, "-c", code], capture_output=True, timeout=60,
+                                cwd=PACKAGE_ROOT)  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(f"python {python!r} cannot be run: {exc.strerror}") from None
+    if result.returncode == 3:
+        raise ConfigError(
+            f"engine {backend.name}: {python} cannot import {backend.module}; install it "
+            f"there: {backend.install_hint}"
+        )
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()[-500:]
+        raise ConfigError(f"python {python!r} failed to start: {detail}")
+
+
 def build_chute(settings: ChuteSettings) -> Chute:
     """A chute ready to start, or a ConfigError saying why it cannot be served."""
     try:
@@ -39,6 +64,7 @@ def build_chute(settings: ChuteSettings) -> Chute:
         raise ConfigError(f"chute {settings.served_name}: engine_args: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
+    check_importable(settings, backend)
     limit = settings.concurrency or backend.default_concurrency
     return Chute(settings=settings, backend=backend, admission=Admission(limit))
 
@@ -76,12 +102,18 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
     return SupervisorConfig(cache_dir=settings.cache_dir.expanduser(), hub=access)
 
 
-def run_server(settings: Settings, api_keys: tuple[str, ...], environ: Mapping[str, str]) -> int:
+def build_server(settings: Settings, environ: Mapping[str, str]) -> tuple[ChuteSet, Host]:
+    """Every check that can fail before anything starts: engines, sources, the GPU plan."""
     chutes = ChuteSet(build_chute(c) for c in settings.chutes)
     host = Host.discover(environ)
-    # Refuse a layout that cannot work before anything starts. Models not on this machine yet
-    # are planned again once prepared.
+    # Models not on this machine yet are planned again once prepared.
     plan_chutes(list(chutes), early_folders(chutes, settings), [host.node])
+    return chutes, host
+
+
+def run_server(
+    settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, host: Host
+) -> int:
     supervisor = Supervisor(chutes, host, supervisor_config(settings))
     app = create_app(settings, chutes, api_keys=api_keys, supervisor=supervisor)
     log.info(

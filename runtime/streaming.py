@@ -10,17 +10,21 @@ it, they become a `data: {"error": …}` event.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
+from engines.base import AbortCall
 from runtime.chutes import Endpoint
 from runtime.errors import UpstreamError, from_engine_body, sse_error_event
 from runtime.upstream import Upstream
 
 T = TypeVar("T")
+log = logging.getLogger("chutebox.app")
 SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 # Engine reply headers that mean something to the client (the image route's file name).
 RELAYED_HEADERS = ("Content-Disposition",)
@@ -65,6 +69,7 @@ class EngineCall:
         method: str = "POST",
         headers: Callable[[], Mapping[str, str]] = dict,
         on_done: Callable[[], None] | None = None,
+        abort: AbortCall | None = None,
     ) -> None:
         self.upstream = upstream
         self.endpoint = endpoint
@@ -73,15 +78,28 @@ class EngineCall:
         self.method = method
         self.headers = headers
         self.on_done = on_done
+        self.abort = abort
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await run_until_disconnect(receive, self._relay(send))
         except ClientDisconnected:
-            pass
+            if self.abort is not None:
+                await self._send_abort(self.abort)
         finally:
             if self.on_done is not None:
                 self.on_done()
+
+    async def _send_abort(self, call: AbortCall) -> None:
+        """Tell an engine that does not notice closed connections to stop the request."""
+        try:
+            body = json.dumps(dict(call.body)).encode()
+            response = await asyncio.wait_for(
+                self.upstream.send(self.endpoint, "POST", call.path, body), timeout=5
+            )
+            response.release()
+        except Exception as exc:  # the engine may be gone; the request dies with it then
+            log.warning("abort %s on %s failed: %s", call.body, self.endpoint.base_url, exc)
 
     def _start(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> dict[str, object]:
         headers = [(b"content-type", content_type.encode()), *extra]

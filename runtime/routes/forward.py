@@ -57,6 +57,12 @@ async def forward(
     chute.require_ready()
     thinking = thinking or wants_thinking(request.headers.get("x-enable-thinking"))
     body = rewrite_request(data, chute.name, gateway.rules, thinking=thinking, chat=chat)
+    abort = None
+    field = chute.backend.request_id_field
+    if field is not None:
+        # Engines that abort by id learn it here; a client's own id is kept.
+        body.setdefault(field, request.scope["state"]["invocation_id"])
+        abort = chute.backend.abort_call(str(body[field]))
     if admit:
         chute.admission.acquire()
     replica, endpoint = chute.pick()  # cannot fail now: readiness was checked in this tick
@@ -73,4 +79,5 @@ async def forward(
         json.dumps(body).encode(),
         headers=chute.admission.headers,
         on_done=done,
+        abort=abort,
     )

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from engines.fake import FakeBackend
+from engines.sglang import SGLangBackend
 from engines.vllm import VLLMBackend
 from runtime.admission import Admission
 from runtime.app import create_app
@@ -23,9 +24,10 @@ KEYS = ("key-one", "key-two")
 
 @pytest.fixture(scope="session")
 def engines() -> Iterator[dict[str, Endpoint]]:
-    """Two fake engines: `tiny` is driven as a vLLM chute, `loose` as the fake backend."""
-    with fake_engine("tiny") as tiny, fake_engine("loose") as loose:
-        yield {"tiny": tiny, "loose": loose}
+    """Fake engines: `tiny` is driven as a vLLM chute, `sg` as an SGLang one, `loose` as the
+    fake backend."""
+    with fake_engine("tiny") as tiny, fake_engine("loose") as loose, fake_engine("sg") as sg:
+        yield {"tiny": tiny, "loose": loose, "sg": sg}
 
 
 class Gateway:
@@ -60,7 +62,8 @@ def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[Gatew
                 card={"max_model_len": 512, "root": "/models/" + name},
             )
 
-        chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend())])
+        chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend()),
+                           chute("sg", SGLangBackend())])  # fmt: skip
         settings = Settings(chutes=(), **settings_fields)  # type: ignore[arg-type]
         app = create_app(settings, chutes, api_keys=KEYS)
         return Gateway(stack.enter_context(serve_in_thread(app)), chutes)

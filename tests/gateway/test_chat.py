@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.gateway.conftest import Gateway
+from tests.gateway.conftest import Gateway, GatewayFactory
 
 USER = [{"role": "user", "content": "hello brave new world"}]
 
@@ -129,3 +129,37 @@ def test_client_disconnect_mid_stream_reaches_the_engine(
         time.sleep(0.1)
     else:
         raise AssertionError(f"the engine kept streaming after the client left: {stats}")
+
+
+def test_sglang_requests_carry_the_invocation_id_and_are_aborted_by_it(
+    make_gateway: GatewayFactory, engines: dict[str, Any]
+) -> None:
+    gateway = make_gateway(strict_params=False)
+    stats_url = engines["sg"].base_url + "/fake/stats"
+    request = {
+        "model": "sg", "stream": True, "fake_delay": 0.2,
+        "messages": [{"role": "user", "content": " ".join(["w"] * 50)}],
+    }  # fmt: skip
+    with (
+        gateway.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=request) as reply,
+    ):
+        invocation = reply.headers["x-chutes-invocationid"]
+        next(reply.iter_raw())  # started; leaving the block disconnects
+    for _ in range(50):
+        if invocation in httpx.get(stats_url).json()["aborted"]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the gateway never called /abort_request with the request's rid")
+
+
+def test_a_finished_sglang_request_is_not_aborted(
+    gateway: Gateway, engines: dict[str, Any]
+) -> None:
+    with gateway.client() as client:
+        reply = client.post("/v1/chat/completions", json={"model": "sg", "messages": USER})
+    assert reply.status_code == 200
+    time.sleep(0.2)
+    aborted = httpx.get(engines["sg"].base_url + "/fake/stats").json()["aborted"]
+    assert reply.headers["x-chutes-invocationid"] not in aborted

@@ -46,6 +46,8 @@ def test_flags_come_from_the_schema() -> None:
         (["--model", "/tmp", "--engine-args", "--api-key x"], "may not set --api-key"),
         (["--model", "/tmp", "--engine-args", "'unbalanced"], "engine_args"),
         (["--model", "/tmp", "--revision", "main"], "40-hex"),
+        (["--model", "/tmp", "--engine", "sglang"], "cannot import sglang; install it there"),
+        (["--model", "/tmp", "--python", "/no/such/python"], "cannot be run"),
     ],
 )
 def test_config_errors_exit_2_before_anything_starts(args: list[str], message: str) -> None:
