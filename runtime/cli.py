@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _schema_flags(plan, Settings, "gateway")
     _schema_flags(plan, ChuteSettings, "one chute, inline")
+    image = commands.add_parser("image", help="render or build Docker images")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    render = image_commands.add_parser(
+        "render", help="print a Dockerfile: a recipe (vllm, sglang, diffusion, embeddings, "
+        "cpu), cuda (Dockerfile.cuda), or module:attr naming your own Image",
+    )  # fmt: skip
+    render.add_argument("target")
+    build = image_commands.add_parser("build", help="render into a build context and build it")
+    build.add_argument("target")
+    build.add_argument("--tag", help="image tag (default: the Image's username/name:tag)")
+    build.add_argument("--platform", default="linux/amd64")
+    build.add_argument("--context", type=Path, help="files to build with (your own images)")
     return parser
 
 
@@ -160,6 +172,20 @@ def plan(namespace: argparse.Namespace) -> int:
     return 0
 
 
+def image(namespace: argparse.Namespace) -> int:
+    from images.build import build, render
+    from images.image import ImageError
+
+    try:
+        if namespace.image_command == "render":
+            print(render(namespace.target), end="")
+            return 0
+        return build(namespace.target, namespace.tag, namespace.platform, namespace.context)
+    except ImageError as exc:
+        print(f"chutebox: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     namespace = build_parser().parse_args(argv)
     try:
@@ -167,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(namespace)
         if namespace.command == "plan":
             return plan(namespace)
+        if namespace.command == "image":
+            return image(namespace)
     except ConfigError as exc:
         print(f"chutebox: error: {exc}", file=sys.stderr)
         return 2

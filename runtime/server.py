@@ -111,9 +111,7 @@ def build_server(settings: Settings, environ: Mapping[str, str]) -> tuple[ChuteS
     return chutes, host
 
 
-def run_server(
-    settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, host: Host
-) -> int:
+def run_server(settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, host: Host) -> int:
     supervisor = Supervisor(chutes, host, supervisor_config(settings))
     app = create_app(settings, chutes, api_keys=api_keys, supervisor=supervisor)
     log.info(
