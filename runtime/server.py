@@ -51,7 +51,7 @@ def check_importable(settings: ChuteSettings, backend: EngineBackend) -> None:
         raise ConfigError(f"python {python!r} failed to start: {detail}")
 
 
-def build_chute(settings: ChuteSettings) -> Chute:
+def build_chute(settings: ChuteSettings, *, check_engine: bool = True) -> Chute:
     """A chute ready to start, or a ConfigError saying why it cannot be served."""
     try:
         backend = load_backend(settings.engine)
@@ -64,7 +64,8 @@ def build_chute(settings: ChuteSettings) -> Chute:
         raise ConfigError(f"chute {settings.served_name}: engine_args: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
-    check_importable(settings, backend)
+    if check_engine:
+        check_importable(settings, backend)
     limit = settings.concurrency or backend.default_concurrency
     return Chute(settings=settings, backend=backend, admission=Admission(limit))
 
@@ -73,7 +74,8 @@ def plan_for_settings(
     settings: Settings, environ: Mapping[str, str], gpu_specs: list[str] | None = None
 ) -> Plan:
     """The plan `chutebox plan` prints: local facts only, nothing downloaded or started."""
-    chutes = [build_chute(c) for c in settings.chutes]
+    # A dry run: the engines need not be installed on the machine that plans.
+    chutes = [build_chute(c, check_engine=False) for c in settings.chutes]
     if gpu_specs:
         nodes = [parse_gpu_spec(spec, f"node{i}") for i, spec in enumerate(gpu_specs)]
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -256,12 +256,15 @@ def load_settings(
     environ: Mapping[str, str],
     config_file: Path | None = None,
     default_chutes: Callable[[], list[dict[str, Any]]] | None = None,
+    chute_files: Sequence[str] = (),
+    load_chute_file: Callable[[str], dict[str, Any]] | None = None,
 ) -> Settings:
     """Merge file < environment < flags into validated, frozen Settings.
 
     Chute fields given as flags or env vars describe one inline chute; with neither a model
     there nor chutes in the file, they adjust the first of `default_chutes` (the embedded CPU
-    default's chat model).
+    default's chat model). Chute files (`module:attr`, on the command line or as a `chute` key of
+    a [[chutes]] entry) are expanded by `load_chute_file`; inline fields adjust every one.
     """
     file_values = read_config_file(config_file) if config_file else {}
     file_chutes = file_values.pop("chutes", [])
@@ -282,10 +285,23 @@ def load_settings(
         extra_keys = _read_key_file(Path(server["api_key_file"]).expanduser())
         server["api_keys"] = [*server.get("api_keys", []), *extra_keys]
 
-    if inline.get("model"):
+    if file_chutes and any("chute" in c for c in file_chutes if isinstance(c, dict)):
+        if load_chute_file is None:
+            raise ConfigError("chute files cannot be loaded here")
+        file_chutes = [
+            {**load_chute_file(str(c.pop("chute"))), **c} if isinstance(c, dict) and "chute" in c
+            else c
+            for c in (dict(c) if isinstance(c, dict) else c for c in file_chutes)
+        ]  # fmt: skip
+    if chute_files:
+        if inline.get("model") or file_chutes:
+            raise ConfigError("give chutes as chute files, --model or a config file, not several")
+        assert load_chute_file is not None
+        chutes: list[Any] = [{**load_chute_file(target), **inline} for target in chute_files]
+    elif inline.get("model"):
         if file_chutes:
             raise ConfigError("give chutes either in the config file or as --model, not both")
-        chutes: list[Any] = [inline]
+        chutes = [inline]
     elif file_chutes:
         if inline:
             raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -157,3 +158,30 @@ def test_replicas_share_the_load(tmp_path: Path) -> None:
                 busy = httpx.get(served.base_url + "/ready").json()["chutes"]["tiny"]["replicas"]
                 assert [r["outstanding"] for r in busy] == [1, 1]
         assert "[tiny/0]" in served.log_text() and "[tiny/1]" in served.log_text()
+
+
+SGLANG_CHUTE = f"""
+from chutes.chute import NodeSelector
+from chutes.chute.template.sglang import build_sglang_chute
+
+chute = build_sglang_chute(username="me", model_name="org/tiny", revision="{COMMIT}",
+                           node_selector=NodeSelector(gpu_count=2), concurrency=4)
+"""
+
+
+def test_an_sglang_chute_file_goes_as_far_as_launching(tmp_path: Path) -> None:
+    (tmp_path / "sg_chute.py").write_text(SGLANG_CHUTE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    # The plan reads the template's NodeSelector: two GPUs per replica.
+    planned = run("plan", "sg_chute:chute", "--gpus", "4xH100", "--params", "8B", "--json")
+    assert planned.returncode == 0, planned.stderr
+    replicas = json.loads(planned.stdout)["chutes"][0]["replicas"]
+    assert [r["tp"] for r in replicas] == [2, 2]
+    served = run("serve", "sg_chute:chute")
+    assert served.returncode == 2
+    assert "engine sglang" in served.stderr and "cannot import sglang" in served.stderr
