@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engines.worker import authorized, error_body, model_list, unauthorized
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.images import GenerateRequest, ImageGenerationRequest
 from runtime.protocol.validation import parse_body, validate
@@ -40,12 +41,6 @@ class Generation:
     guidance: float
     seed: int
     count: int = 1
-
-
-def _error(exc: ChuteboxError) -> JSONResponse:
-    body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param,
-                      "code": exc.code}}  # fmt: skip
-    return JSONResponse(body, status_code=exc.status_code)
 
 
 def load_pipeline(model: str, device: str) -> Any:
@@ -99,19 +94,14 @@ class DiffusionWorker:
         ]
         return Starlette(routes=routes)
 
-    def _authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.api_key}"
-
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
 
     async def models(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
-        card = {"id": self.served_name, "object": "model", "created": self.created,
-                "owned_by": "chutebox", "root": self.model,
-                "pipeline": type(self.pipeline).__name__}  # fmt: skip
-        return JSONResponse({"object": "list", "data": [card]})
+        if not authorized(request, self.api_key):
+            return unauthorized()
+        return model_list(self.served_name, self.created, self.model,
+                          pipeline=type(self.pipeline).__name__)  # fmt: skip
 
     def _check_sides(self, width: int, height: int, names: tuple[str, str]) -> None:
         for value, name in zip((width, height), names, strict=True):
@@ -123,13 +113,13 @@ class DiffusionWorker:
                 )
 
     async def generate(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if not authorized(request, self.api_key):
+            return unauthorized()
         try:
             body = validate(GenerateRequest, parse_body(await request.body()))
             self._check_sides(body.width, body.height, ("width", "height"))
         except ChuteboxError as exc:
-            return _error(exc)
+            return error_body(exc)
         seed = body.seed if body.seed is not None else secrets.randbelow(2**32)
         job = Generation(body.prompt, body.negative_prompt, body.width, body.height,
                          body.num_inference_steps, body.guidance_scale, seed)  # fmt: skip
@@ -141,14 +131,14 @@ class DiffusionWorker:
                         headers={"Content-Disposition": disposition})  # fmt: skip
 
     async def images(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if not authorized(request, self.api_key):
+            return unauthorized()
         try:
             body = validate(ImageGenerationRequest, parse_body(await request.body()))
             width, height = body.dimensions()
             self._check_sides(width, height, ("size", "size"))
         except ChuteboxError as exc:
-            return _error(exc)
+            return error_body(exc)
         seed = body.seed if body.seed is not None else secrets.randbelow(2**32)
         job = Generation(body.prompt, body.negative_prompt, width, height,
                          body.num_inference_steps, body.guidance_scale, seed, body.n)  # fmt: skip

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from engines.base import CHAT, COMPLETIONS, AbortCall, LaunchRequest, LaunchSpec
 from engines.vllm import has_flag
-from runtime.errors import ConfigError
+from engines.worker import refuse_owned_flags
 
 OWNED_FLAGS = ("--api-key", "--served-model-name", "--host", "--port", "--model-path",
                "--model", "--revision")  # fmt: skip
@@ -54,12 +54,7 @@ class SGLangBackend:
     request_id_field: str | None = "rid"
 
     def check_args(self, args: Sequence[str]) -> None:
-        for arg in args:
-            name = arg.partition("=")[0]
-            if name in OWNED_FLAGS:
-                raise ConfigError(
-                    f"engine_args may not set {name}: chutebox sets it for every SGLang engine"
-                )
+        refuse_owned_flags(args, OWNED_FLAGS, "SGLang")
 
     def launch(self, request: LaunchRequest) -> LaunchSpec:
         args = request.engine_args

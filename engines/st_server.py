@@ -22,11 +22,12 @@ import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from engines.batching import Batcher
 from engines.st_encoders import Encoder, OnnxEncoder, TorchEncoder, Vectors
+from engines.worker import authorized, error_body, model_list, unauthorized
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.embeddings import EmbeddingRequest
 from runtime.protocol.validation import parse_body, validate
@@ -39,12 +40,6 @@ class WorkerOptions:
     model: str
     max_inputs: int = 2048
     matryoshka: bool = False
-
-
-def _error(exc: ChuteboxError) -> JSONResponse:
-    body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param,
-                      "code": exc.code}}  # fmt: skip
-    return JSONResponse(body, status_code=exc.status_code)
 
 
 class EmbeddingWorker:
@@ -70,32 +65,26 @@ class EmbeddingWorker:
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 
-    def _authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.options.api_key}"
-
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
 
     async def models(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
-        card = {
-            "id": self.options.served_name, "object": "model", "created": self.created,
-            "owned_by": "chutebox", "root": self.options.model,
-            "max_model_len": self.encoder.max_length, "dimensions": self.encoder.dimension,
-        }  # fmt: skip
-        return JSONResponse({"object": "list", "data": [card]})
+        if not authorized(request, self.options.api_key):
+            return unauthorized()
+        return model_list(self.options.served_name, self.created, self.options.model,
+                          max_model_len=self.encoder.max_length,
+                          dimensions=self.encoder.dimension)  # fmt: skip
 
     async def embeddings(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if not authorized(request, self.options.api_key):
+            return unauthorized()
         try:
             payload = validate(EmbeddingRequest, parse_body(await request.body()))
             texts, tokens = self._prepare(payload)
             dims = self._dimensions(payload.dimensions)
             vectors = np.stack(await self.batcher.submit(texts))
         except ChuteboxError as exc:
-            return _error(exc)
+            return error_body(exc)
         if dims < self.encoder.dimension:
             vectors = vectors[:, :dims]
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

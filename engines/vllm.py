@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engines.base import CHAT, COMPLETIONS, TOKENIZE, AbortCall, LaunchRequest, LaunchSpec
+from engines.worker import refuse_owned_flags
 from runtime.errors import ConfigError
 
 # Flags chutebox sets itself; a chute's engine args may not (the Chutes template refuses the
@@ -89,12 +90,7 @@ class VLLMBackend:
     request_id_field: str | None = None
 
     def check_args(self, args: Sequence[str]) -> None:
-        for arg in args:
-            name = arg.partition("=")[0]
-            if name in OWNED_FLAGS:
-                raise ConfigError(
-                    f"engine_args may not set {name}: chutebox sets it for every vLLM engine"
-                )
+        refuse_owned_flags(args, OWNED_FLAGS, "vLLM")
 
     def launch(self, request: LaunchRequest) -> LaunchSpec:
         args = request.engine_args

@@ -12,7 +12,7 @@ import uvicorn
 
 from engines.base import EngineBackend, split_args
 from engines.registry import UnknownEngineError, load_backend
-from engines.sentence_transformers import PACKAGE_ROOT
+from engines.worker import PACKAGE_ROOT
 from runtime.admission import Admission
 from runtime.app import create_app
 from runtime.chutes import Chute, ChuteSet

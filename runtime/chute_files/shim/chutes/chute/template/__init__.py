@@ -31,6 +31,28 @@ class ChuteTemplatePack:
     chute: RecordedChute
 
 
+def builder(template: str) -> Any:
+    """`build_<template>_chute` with the SDK's positional parameters, recording its call."""
+    if template == "diffusion":
+        positional = ("username", "name", "model_name_or_url", "node_selector")
+        name_key, default_concurrency = "name", 3
+    else:
+        positional = ("username", "model_name", "node_selector")
+        name_key, default_concurrency = "model_name", 32
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(positional):
+            raise TypeError(f"build_{template}_chute takes {len(positional)} positional arguments")
+        call = {"node_selector": None, **dict(zip(positional, args, strict=False)), **kwargs}
+        missing = [p for p in positional if p not in call]
+        if missing:
+            raise TypeError(f"build_{template}_chute missing argument(s): {', '.join(missing)}")
+        return record(template, call, name_key, default_concurrency)
+
+    build.__name__ = f"build_{template}_chute"
+    return build
+
+
 def record(template: str, kwargs: dict[str, Any], name_key: str, default_concurrency: int) -> Any:
     if template != "diffusion":
         if not kwargs.get("revision"):

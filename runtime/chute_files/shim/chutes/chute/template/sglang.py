@@ -1,19 +1,5 @@
 """`build_sglang_chute`, recorded."""
 
-from __future__ import annotations
+from chutes.chute.template import builder
 
-from typing import Any
-
-from chutes.chute.template import record
-
-
-def build_sglang_chute(
-    username: str, model_name: str, node_selector: Any = None, **kwargs: Any
-) -> Any:
-    call = {
-        "username": username,
-        "model_name": model_name,
-        "node_selector": node_selector,
-        **kwargs,
-    }
-    return record("sglang", call, "model_name", 32)
+build_sglang_chute = builder("sglang")
