@@ -38,6 +38,9 @@ class LaunchRequest:
     cpu_ids: tuple[int, ...] = ()
     # Pin the engine's threads to `cpu_ids` (set when CPU replicas share the machine).
     pin_cpus: bool = False
+    # The Chutes templates always pass --disable-custom-all-reduce; chutebox does too, for
+    # parity, unless a chute asks for vLLM's custom all-reduce kernels.
+    custom_all_reduce: bool = False
     host: str = "127.0.0.1"
     cache_dir: str = ""
 

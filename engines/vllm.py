@@ -108,7 +108,8 @@ class VLLMBackend:
                 argv += ["--tensor-parallel-size", str(request.tensor_parallel)]
             if request.pipeline_parallel > 1 and not has_flag(args, PP_FLAGS):
                 argv += ["--pipeline-parallel-size", str(request.pipeline_parallel)]
-            argv.append("--disable-custom-all-reduce")
+            if not request.custom_all_reduce:
+                argv.append("--disable-custom-all-reduce")
         else:
             if not has_flag(args, KV_FLAGS):
                 argv += ["--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]

@@ -82,6 +82,10 @@ class ChuteSettings(BaseModel):
     params: str | None = Field(
         None, description="parameter count (e.g. 70B) when the model is not local yet"
     )
+    custom_all_reduce: bool = Field(
+        False,
+        description="let vLLM use its custom all-reduce (the Chutes templates disable it)",
+    )
 
     @field_validator("node_selector")
     @classmethod

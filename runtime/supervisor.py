@@ -177,6 +177,7 @@ class Supervisor:
             pipeline_parallel=replica.plan.pp,
             cpu_ids=replica.cpu_ids,
             pin_cpus=len(chute.replicas) > 1,
+            custom_all_reduce=chute.settings.custom_all_reduce,
             cache_dir=str(self.config.cache_dir),
         )
 

@@ -43,6 +43,8 @@ def test_gpu_uses_the_planned_parallel_sizes_unless_told() -> None:
     assert flag_value(spec.argv, ["--pipeline-parallel-size"]) == "2"
     assert "--disable-custom-all-reduce" in spec.argv
     assert "--kv-cache-memory-bytes" not in spec.argv
+    spec = VLLMBackend().launch(request(device="cuda", custom_all_reduce=True))
+    assert "--disable-custom-all-reduce" not in spec.argv
     spec = VLLMBackend().launch(request(device="cuda", tensor_parallel=4, engine_args=("-tp", "2")))
     assert spec.argv.count("--tensor-parallel-size") == 0 and spec.argv[-2:] == ("-tp", "2")
 
