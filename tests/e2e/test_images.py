@@ -7,6 +7,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.conftest import API_KEY
+from tests.support.kit import run_kit, statuses
 from tests.support.servers import Served, chutebox_serve
 from tests.support.tiny_diffusion import build_tiny_pipeline
 
@@ -126,3 +128,10 @@ def test_image_generations_refuse_bad_input(
     assert error["param"] == param
     if param == "response_format":
         assert "no image store" in error["message"]
+
+
+def test_the_conformance_kit_passes_on_images(gateway: Served, tmp_path: Path) -> None:
+    args = ["--base-url", gateway.base_url, "--api-key", API_KEY, "--image-model", "tiny-sd"]
+    code, report, output = run_kit(tmp_path, *args, "--only", "images")
+    assert code == 0, output
+    assert set(statuses(report).values()) == {"pass"}, output
