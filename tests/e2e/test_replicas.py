@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY
-from tests.support.servers import Served, chutebox_serve
+from tests.support.servers import Served, chutebox_serve, wait_replicas_ready
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_both_replicas_serve_on_their_own_core(gateway: Served) -> None:
-    replicas = httpx.get(gateway.base_url + "/ready").json()["chutes"]["tiny"]["replicas"]
+    replicas = wait_replicas_ready(gateway.base_url, "tiny")
     assert [r["state"] for r in replicas] == ["ready", "ready"]
     log = gateway.log_text()
     binds = re.findall(r"\[tiny/(\d)\].*local_rank=0, core ids=\[(\d+)\]", log)

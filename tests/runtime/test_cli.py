@@ -15,7 +15,7 @@ import pytest
 
 from runtime.cli import build_parser, flags_from
 from tests.support.fake_hub import FakeHub
-from tests.support.servers import ROOT, chutebox_serve, group_alive
+from tests.support.servers import ROOT, chutebox_serve, group_alive, wait_replicas_ready
 from tests.support.uvicorn_thread import serve_in_thread
 
 COMMIT = "c" * 40
@@ -148,7 +148,7 @@ def test_replicas_share_the_load(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth",
             "--replicas", "2"]  # fmt: skip
     with chutebox_serve(args, tmp_path / "log") as served:
-        ready = httpx.get(served.base_url + "/ready").json()["chutes"]["tiny"]["replicas"]
+        ready = wait_replicas_ready(served.base_url, "tiny", timeout=60)
         assert [r["state"] for r in ready] == ["ready", "ready"]
         slow = {"model": "tiny", "stream": True, "fake_delay": 0.3,
                 "messages": [{"role": "user", "content": "a b c d"}]}  # fmt: skip

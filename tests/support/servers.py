@@ -106,3 +106,13 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def wait_replicas_ready(base_url: str, chute: str, timeout: float = 300) -> list[dict[str, object]]:
+    """/ready turns 200 once a chute can serve (one replica); wait for all of its replicas."""
+    deadline = time.monotonic() + timeout
+    while True:
+        replicas = httpx.get(base_url + "/ready").json()["chutes"][chute]["replicas"]
+        if all(r["state"] == "ready" for r in replicas) or time.monotonic() > deadline:
+            return list(replicas)
+        time.sleep(0.5)
