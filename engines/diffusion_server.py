@@ -8,7 +8,6 @@ time (the gateway's concurrency bounds the queue); the same seed gives the same 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import io
@@ -25,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engines.worker import authorized, error_body, model_list, unauthorized
+from engines.worker import authorized, error_body, model_list, unauthorized, worker_parser
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.images import GenerateRequest, ImageGenerationRequest
 from runtime.protocol.validation import parse_body, validate
@@ -175,15 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m engines.diffusion_server")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--served-model-name", required=True)
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = worker_parser("engines.diffusion_server").parse_args(argv)
     torch.set_num_threads(args.threads)
     pipeline = load_pipeline(args.model, args.device)
     worker = DiffusionWorker(pipeline, args.device, args.served_model_name, args.api_key,

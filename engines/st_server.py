@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from starlette.routing import Route
 
 from engines.batching import Batcher
 from engines.st_encoders import Encoder, OnnxEncoder, TorchEncoder, Vectors
-from engines.worker import authorized, error_body, model_list, unauthorized
+from engines.worker import authorized, error_body, model_list, unauthorized, worker_parser
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.embeddings import EmbeddingRequest
 from runtime.protocol.validation import parse_body, validate
@@ -164,15 +163,8 @@ def build_encoder(args: argparse.Namespace) -> Encoder:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m engines.st_server")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--served-model-name", required=True)
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser = worker_parser("engines.st_server")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--max-inputs", type=int, default=2048)

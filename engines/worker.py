@@ -6,6 +6,8 @@ own (`python -m engines.<server>`), speaking the same key-checked loopback HTTP 
 
 from __future__ import annotations
 
+import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,19 @@ class WorkerBackend:
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         return None
+
+
+def worker_parser(module: str) -> argparse.ArgumentParser:
+    """The arguments every worker takes: the ones `WorkerBackend.launch` passes."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--served-model-name", required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    return parser
 
 
 def authorized(request: Request, api_key: str) -> bool:

@@ -10,33 +10,15 @@ import httpx
 import openai
 import pytest
 
+from runtime.conformance.groups.tools import ANSWER, WEATHER
 from tests.e2e.conftest import API_KEY, MODEL, OTHER_KEY
 from tests.support.servers import Served
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
-ANSWER_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "answer": {"type": "string", "enum": ["yes", "no"]},
-        "count": {"type": "integer", "minimum": 0, "maximum": 9},
-    },
-    "required": ["answer", "count"],
-    "additionalProperties": False,
-}
+# The same tool and schema the conformance kit uses.
+WEATHER_TOOL: Any = WEATHER
+ANSWER_SCHEMA = ANSWER
 HELLO: Any = [{"role": "user", "content": "Hello, who are you?"}]
 
 
