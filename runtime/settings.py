@@ -255,6 +255,16 @@ def _split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return server, chute
 
 
+def _expand_chute_file(entry: Any, load_chute_file: Callable[[str], dict[str, Any]] | None) -> Any:
+    """A [[chutes]] entry with `chute = "module:attr"`: the file's chute, the entry's overrides."""
+    if not isinstance(entry, dict) or "chute" not in entry:
+        return entry
+    if load_chute_file is None:
+        raise ConfigError("chute files cannot be loaded here")
+    overrides = {k: v for k, v in entry.items() if k != "chute"}
+    return {**load_chute_file(str(entry["chute"])), **overrides}
+
+
 def load_settings(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
@@ -289,14 +299,7 @@ def load_settings(
         extra_keys = _read_key_file(Path(server["api_key_file"]).expanduser())
         server["api_keys"] = [*server.get("api_keys", []), *extra_keys]
 
-    if file_chutes and any("chute" in c for c in file_chutes if isinstance(c, dict)):
-        if load_chute_file is None:
-            raise ConfigError("chute files cannot be loaded here")
-        file_chutes = [
-            {**load_chute_file(str(c.pop("chute"))), **c} if isinstance(c, dict) and "chute" in c
-            else c
-            for c in (dict(c) if isinstance(c, dict) else c for c in file_chutes)
-        ]  # fmt: skip
+    file_chutes = [_expand_chute_file(entry, load_chute_file) for entry in file_chutes]
     if chute_files:
         if inline.get("model") or file_chutes:
             raise ConfigError("give chutes as chute files, --model or a config file, not several")
