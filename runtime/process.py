@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
 import socket
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 
 log = logging.getLogger("chutebox.engine")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if chutebox dies, even by SIGKILL (Linux).
+
+    SIGTERM rather than SIGKILL so the engine can stop its own workers on the way out.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,6 +58,7 @@ class ChildProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         assert self.proc.stdout is not None
         self._pump = asyncio.create_task(self._forward(self.proc.stdout))

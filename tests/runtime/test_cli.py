@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +186,21 @@ def test_an_sglang_chute_file_goes_as_far_as_launching(tmp_path: Path) -> None:
     served = run("serve", "sg_chute:chute")
     assert served.returncode == 2
     assert "engine sglang" in served.stderr and "cannot import sglang" in served.stderr
+
+
+def test_engines_die_with_a_killed_chutebox(tmp_path: Path) -> None:
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
+    with chutebox_serve(args, tmp_path / "log") as served:
+        found = re.search(r"fake --host \S+ --port (\d+)", served.log_text())
+        assert found, served.log_text()
+        pattern = f"engines.fake.*--port {found.group(1)}"
+        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+        assert len(pids.split()) == 1
+        served.proc.kill()  # SIGKILL: no lifespan, no cleanup of chutebox's own
+        served.proc.wait(10)
+        for _ in range(50):
+            left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+            if not left.stdout.strip():
+                break
+            time.sleep(0.1)
+        assert not left.stdout.strip(), "the engine outlived chutebox"
