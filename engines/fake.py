@@ -110,7 +110,8 @@ class FakeEngine:
         return Starlette(routes=routes)
 
     def _authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.api_key}"
+        # `--api-key ""` plays an engine whose authentication was switched off.
+        return not self.api_key or request.headers.get("authorization") == f"Bearer {self.api_key}"
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         if not self._authorized(request):
@@ -284,10 +285,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--served-model-name", required=True)
     parser.add_argument("--model", default="fake")
     parser.add_argument("--startup-delay", type=float, default=0.0)
+    parser.add_argument("--no-auth", action="store_true", help="answer without checking the key")
     args = parser.parse_args(argv)
     if args.startup_delay:
         time.sleep(args.startup_delay)
-    engine = FakeEngine(args.served_model_name, args.api_key, args.model)
+    engine = FakeEngine(args.served_model_name, "" if args.no_auth else args.api_key, args.model)
     uvicorn.run(engine.app(), host=args.host, port=args.port, log_level="warning")
 
 

@@ -224,6 +224,16 @@ class Supervisor:
         except Exception:  # refused, reset, timed out, not JSON: the probe simply failed
             return 0, None
 
+    async def _check_key_required(self, chute: Chute, endpoint: Endpoint) -> None:
+        """As the Chutes templates do: an engine that answers without its key is not started."""
+        keyless = Endpoint(endpoint.base_url, api_key="")
+        status, _ = await self._get(keyless, chute.backend.ready_path)
+        if status == 200:
+            raise EngineStartError(
+                "the engine answers requests without its per-boot key; refusing to serve it "
+                "(check that engine_args do not switch its authentication off)"
+            )
+
     async def _wait_ready(self, chute: Chute, engine: ChildProcess,
                           endpoint: Endpoint) -> dict[str, Any]:  # fmt: skip
         deadline = time.monotonic() + chute.settings.startup_timeout
@@ -236,6 +246,7 @@ class Supervisor:
                 )
             status, body = await self._get(endpoint, chute.backend.ready_path)
             if status == 200:
+                await self._check_key_required(chute, endpoint)
                 return card_for(chute.name, body)
             await asyncio.sleep(1.0)
         raise EngineStartError(

@@ -100,3 +100,15 @@ def test_preparation_failure_marks_the_chute_failed(tmp_path: Path) -> None:
         await supervisor.stop()
 
     run(scenario)
+
+
+def test_an_engine_that_ignores_its_key_is_not_served(tmp_path: Path) -> None:
+    chute, supervisor = make(tmp_path, engine_args="--no-auth")
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.FAILED)
+        assert "answers requests without its per-boot key" in chute.detail
+        await supervisor.stop()
+
+    run(scenario)
