@@ -10,8 +10,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from runtime.auth import AuthMiddleware, public_routes
 from runtime.chutes import ChuteSet
@@ -21,15 +23,33 @@ from runtime.errors import (
     NotFoundError,
     error_response,
 )
-from runtime.gateway import Gateway
+from runtime.gateway import Gateway, Limits
 from runtime.invocation import InvocationMiddleware
+from runtime.metrics import CONTENT_TYPE, Metrics
+from runtime.observe import ObserveMiddleware
 from runtime.rewrite import RewriteRules
 from runtime.routes import all_routes
+from runtime.routes.openapi import openapi_route
 from runtime.settings import Settings
 from runtime.supervisor import Supervisor
-from runtime.upstream import Upstream
+from runtime.upstream import Upstream, UpstreamTimeouts
 
 log = logging.getLogger("chutebox.app")
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_n=settings.max_n,
+        max_messages=settings.max_messages,
+    )
+
+
+def metrics_route(metrics: Metrics) -> Route:
+    async def serve_metrics(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return Route("/metrics", serve_metrics, methods=["GET"])
 
 
 def rules_from(settings: Settings) -> RewriteRules:
@@ -70,9 +90,14 @@ def create_app(
 ) -> Starlette:
     """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings)."""
 
+    metrics = Metrics(chutes) if settings.metrics else None
+    timeouts = UpstreamTimeouts(
+        connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout or None
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        upstream = Upstream.create()
+        upstream = Upstream.create(timeouts)
         if supervisor is not None:
             await supervisor.start(upstream)
         gateway = Gateway(
@@ -80,7 +105,9 @@ def create_app(
             upstream=upstream,
             rules=rules_from(settings),
             strict_params=settings.strict_params,
-            max_body_bytes=settings.max_body_bytes,
+            limits=limits_from(settings),
+            metrics=metrics,
+            keepalive=settings.sse_keepalive,
         )
         try:
             yield {"gateway": gateway}
@@ -90,13 +117,48 @@ def create_app(
                 await supervisor.stop()
             await upstream.close()
 
-    middleware = [Middleware(InvocationMiddleware)]
+    document = openapi_route(metrics=metrics is not None, public_models=settings.public_models)
+    routes: list[BaseRoute] = [*all_routes(), document]
+    if metrics is not None:
+        routes.append(metrics_route(metrics))
+    middleware = [
+        Middleware(ObserveMiddleware, metrics=metrics, access_log=settings.access_log),
+        Middleware(InvocationMiddleware),
+    ]
+    if settings.cors_origins:
+        middleware.append(cors_middleware(settings.cors_origins))
     if api_keys:
         is_public = public_routes(settings.public_models)
         middleware.append(Middleware(AuthMiddleware, keys=api_keys, is_public=is_public))
     return Starlette(
-        routes=all_routes(),
+        routes=routes,
         middleware=middleware,
         exception_handlers={ChuteboxError: _chutebox_error, HTTPException: _http_error},
         lifespan=lifespan,
+    )
+
+
+def cors_middleware(origins: tuple[str, ...]) -> Middleware:
+    # Outside auth: browsers send preflight OPTIONS without credentials.
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "X-API-Key",
+            "Content-Type",
+            "X-Request-Id",
+            "X-Enable-Thinking",
+        ],  # fmt: skip
+        expose_headers=[
+            "X-Chutes-InvocationID",
+            "X-Request-Id",
+            "Server-Timing",
+            "X-Chutes-Conn-Used",
+            "X-Chutes-Conn-Available",
+            "X-Chutes-Conn-Utilization",
+            "Retry-After",
+        ],  # fmt: skip
+        max_age=600,
     )

@@ -64,10 +64,11 @@ class AuthMiddleware:
 
 
 def public_routes(public_models: bool) -> IsPublic:
-    """Probes are always public; `GET /v1/models` is public when configured (as on Chutes)."""
+    """Probes, metrics and the API description are always public (as on vLLM and TEI);
+    `GET /v1/models` is public when configured (as on Chutes)."""
 
     def is_public(method: str, path: str) -> bool:
-        if path in ("/health", "/ready", "/ping"):
+        if path in ("/health", "/ready", "/ping", "/metrics", "/openapi.json"):
             return True
         if public_models and method in ("GET", "HEAD"):
             return path == "/v1/models" or path.startswith("/v1/models/")

@@ -52,6 +52,7 @@ class Replica:
     endpoint: Endpoint | None = None
     outstanding: int = 0
     detail: str = ""
+    restarts: int = 0
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"state": self.state.value, "outstanding": self.outstanding}

@@ -178,14 +178,11 @@ def read_settings(namespace: argparse.Namespace) -> Settings:
 
 
 def serve(namespace: argparse.Namespace) -> int:
+    from runtime.logs import configure_logging
     from runtime.server import build_server, run_server
 
     settings = read_settings(namespace)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     chutes, host = build_server(settings, os.environ)
     return run_server(settings, api_keys_for(settings), chutes, host)
 

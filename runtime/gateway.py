@@ -8,8 +8,18 @@ from starlette.requests import Request
 
 from runtime.chutes import ChuteSet
 from runtime.errors import PayloadTooLargeError
+from runtime.metrics import Metrics
 from runtime.rewrite import RewriteRules
 from runtime.upstream import Upstream
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits beyond what the schemas check; each violation is a 400 naming it."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_n: int = 16
+    max_messages: int = 2048
 
 
 @dataclass(frozen=True)
@@ -18,7 +28,9 @@ class Gateway:
     upstream: Upstream
     rules: RewriteRules
     strict_params: bool
-    max_body_bytes: int
+    limits: Limits
+    metrics: Metrics | None = None
+    keepalive: float = 0.0
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -51,7 +54,9 @@ def check_importable(settings: ChuteSettings, backend: EngineBackend) -> None:
         raise ConfigError(f"python {python!r} failed to start: {detail}")
 
 
-def build_chute(settings: ChuteSettings, *, check_engine: bool = True) -> Chute:
+def build_chute(
+    settings: ChuteSettings, *, check_engine: bool = True, queue: tuple[int, float] = (0, 30.0)
+) -> Chute:
     """A chute ready to start, or a ConfigError saying why it cannot be served."""
     try:
         backend = load_backend(settings.engine)
@@ -67,7 +72,9 @@ def build_chute(settings: ChuteSettings, *, check_engine: bool = True) -> Chute:
     if check_engine:
         check_importable(settings, backend)
     limit = settings.concurrency or backend.default_concurrency
-    return Chute(settings=settings, backend=backend, admission=Admission(limit))
+    queue_size, queue_timeout = queue
+    admission = Admission(limit, queue_size=queue_size, queue_timeout=queue_timeout)
+    return Chute(settings=settings, backend=backend, admission=admission)
 
 
 def plan_for_settings(
@@ -106,11 +113,54 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
 
 def build_server(settings: Settings, environ: Mapping[str, str]) -> tuple[ChuteSet, Host]:
     """Every check that can fail before anything starts: engines, sources, the GPU plan."""
-    chutes = ChuteSet(build_chute(c) for c in settings.chutes)
+    queue = (settings.queue_size, settings.queue_timeout)
+    chutes = ChuteSet(build_chute(c, queue=queue) for c in settings.chutes)
     host = Host.discover(environ)
     # Models not on this machine yet are planned again once prepared.
     plan_chutes(list(chutes), early_folders(chutes, settings), [host.node])
     return chutes, host
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that drains before it stops.
+
+    The first SIGTERM/SIGINT turns readiness to 503 and refuses new engine requests with 503,
+    while the listener stays open so load balancers can see it; requests in flight get up to
+    `drain_timeout` seconds to finish, then uvicorn shuts down as usual (lifespan: engines
+    stop). A second signal skips the wait.
+    """
+
+    def __init__(self, config: uvicorn.Config, chutes: ChuteSet, drain_timeout: float) -> None:
+        super().__init__(config)
+        self.chutes = chutes
+        self.drain_timeout = drain_timeout
+        self._drain: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.started or self.chutes.draining:
+            super().handle_exit(sig, frame)
+            return
+        self.chutes.draining = True
+        log.info("draining: readiness is 503 and new requests are refused; %d in flight get "
+                 "up to %.0fs", in_flight(self.chutes), self.drain_timeout)  # fmt: skip
+        # A signal handler interrupts the loop mid-step: schedule, do not touch its queues.
+        self._captured_signals.append(sig)  # uvicorn re-raises it once stopped, as without us
+        asyncio.get_running_loop().call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drain = asyncio.get_running_loop().create_task(self._wait_in_flight())
+
+    async def _wait_in_flight(self) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        while in_flight(self.chutes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if in_flight(self.chutes):
+            log.warning("drain timeout: %d requests still in flight", in_flight(self.chutes))
+        self.should_exit = True
+
+
+def in_flight(chutes: ChuteSet) -> int:
+    return sum(r.outstanding for c in chutes for r in c.replicas)
 
 
 def run_server(settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, host: Host) -> int:
@@ -125,10 +175,12 @@ def run_server(settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, 
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        log_config=None,  # runtime.logs configured logging; uvicorn's records flow into it
+        # The drain already gave requests their time; this only flushes what remains.
+        timeout_graceful_shutdown=2,
         lifespan="on",
-        access_log=settings.log_level == "debug",
+        access_log=False,  # runtime.observe writes the access log, with chute and tokens
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, chutes, settings.shutdown_timeout)
     server.run()
     return 0 if server.started else 1

@@ -175,6 +175,31 @@ class Settings(BaseModel):
     shutdown_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight requests get to finish on shutdown"
     )
+    max_n: int = Field(16, ge=1, le=128, description="largest `n` (choices per request) accepted")
+    max_messages: int = Field(2048, ge=1, description="most chat messages one request may carry")
+    queue_size: int = Field(
+        0, ge=0, description="requests that may wait for a slot on a full chute (0: 429 at once)"
+    )
+    queue_timeout: float = Field(
+        30.0, gt=0, description="seconds a queued request waits for a slot before its 429"
+    )
+    upstream_connect_timeout: float = Field(
+        10.0, gt=0, description="seconds to connect to an engine before a 502"
+    )
+    upstream_read_timeout: float = Field(
+        900.0, ge=0, description="seconds an engine may stay silent mid-reply (0: no limit)"
+    )
+    sse_keepalive: float = Field(
+        15.0, ge=0, description="seconds of stream silence before a keep-alive comment (0: off)"
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="browser origin allowed to call the API (repeatable; none: CORS off)",
+        json_schema_extra={"flag": "--cors-origin"},
+    )
+    metrics: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
+    access_log: bool = Field(True, description="log one line per request")
+    log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     chutes: tuple[ChuteSettings, ...] = Field((), json_schema_extra={"no_flag": True})
 
@@ -207,7 +232,7 @@ def _from_env(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, A
         name = env_name(field, _extra(model, field))
         if name and environ.get(name):
             raw = environ[name]
-            if field == "api_keys":
+            if field in ("api_keys", "cors_origins"):
                 values[field] = [k.strip() for k in raw.split(",") if k.strip()]
             else:
                 values[field] = raw

@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from time import perf_counter
+from typing import Any, TypeVar
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
@@ -21,13 +22,16 @@ from starlette.types import Receive, Scope, Send
 from engines.base import AbortCall
 from runtime.chutes import Endpoint
 from runtime.errors import UpstreamError, from_engine_body, sse_error_event
+from runtime.metrics import Metrics, StreamMeters
 from runtime.upstream import Upstream
+from runtime.usage import Usage, find_usage
 
 T = TypeVar("T")
 log = logging.getLogger("chutebox.app")
 SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 # Engine reply headers that mean something to the client (the image route's file name).
 RELAYED_HEADERS = ("Content-Disposition",)
+KEEPALIVE = b": keep-alive\n\n"
 
 
 class ClientDisconnected(Exception):
@@ -57,7 +61,11 @@ async def run_until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
 
 
 class EngineCall:
-    """Forward one request to an engine and relay the reply to the client."""
+    """Forward one request to an engine and relay the reply to the client.
+
+    What it learns on the way goes into the request's ASGI state for the access log and
+    `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into `metrics`.
+    """
 
     def __init__(
         self,
@@ -70,6 +78,9 @@ class EngineCall:
         headers: Callable[[], Mapping[str, str]] = dict,
         on_done: Callable[[], None] | None = None,
         abort: AbortCall | None = None,
+        chute: str = "",
+        metrics: Metrics | None = None,
+        keepalive: float = 0.0,
     ) -> None:
         self.upstream = upstream
         self.endpoint = endpoint
@@ -79,11 +90,18 @@ class EngineCall:
         self.headers = headers
         self.on_done = on_done
         self.abort = abort
+        self.chute = chute
+        self.metrics = metrics
+        self.keepalive = keepalive
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.setdefault("state", {})
         try:
-            await run_until_disconnect(receive, self._relay(send))
+            await run_until_disconnect(receive, self._relay(send, state))
         except ClientDisconnected:
+            state["disconnected"] = True
+            if self.metrics is not None:
+                self.metrics.disconnects.labels(self.chute, self.path).inc()
             if self.abort is not None:
                 await self._send_abort(self.abort)
         finally:
@@ -106,7 +124,8 @@ class EngineCall:
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers().items()]
         return {"type": "http.response.start", "status": 200, "headers": headers}
 
-    async def _relay(self, send: Send) -> None:
+    async def _relay(self, send: Send, state: dict[str, Any]) -> None:
+        asked = perf_counter()
         response = await self.upstream.send(self.endpoint, self.method, self.path, self.body)
         reusable = False
         try:
@@ -115,21 +134,37 @@ class EngineCall:
                 raise from_engine_body(response.status, body)
             content_type = response.headers.get("Content-Type", "application/json")
             if content_type.startswith("text/event-stream"):
+                state["engine_wait"] = perf_counter() - asked
                 await send(self._start(content_type, SSE_HEADERS))
-                reusable = await _relay_stream(response, send)
+                meters = self.metrics.stream_meters(self.chute) if self.metrics else None
+                relay = StreamRelay(response, send, meters, state.get("started", asked),
+                                    self.keepalive)  # fmt: skip
+                reusable = await relay.run()
+                self._count(state, find_usage(relay.tail))
             else:
                 body = await _read(response)
+                state["engine_wait"] = perf_counter() - asked
                 extra = [(b"content-length", str(len(body)).encode())]
                 extra += [(name.lower().encode(), response.headers[name].encode())
                           for name in RELAYED_HEADERS if name in response.headers]  # fmt: skip
                 await send(self._start(content_type, extra))
                 await send({"type": "http.response.body", "body": body})
                 reusable = True
+                if content_type.startswith("application/json"):
+                    self._count(state, find_usage(body))
         finally:
             if reusable:
                 response.release()
             else:
                 response.close()
+
+    def _count(self, state: dict[str, Any], usage: Usage | None) -> None:
+        if usage is None:
+            return
+        state["usage"] = usage
+        if self.metrics is not None:
+            self.metrics.prompt_tokens.labels(self.chute).inc(usage.prompt_tokens)
+            self.metrics.completion_tokens.labels(self.chute).inc(usage.completion_tokens)
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:
@@ -139,20 +174,85 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
         raise UpstreamError(f"the engine broke off its reply: {type(exc).__name__}") from exc
 
 
-async def _relay_stream(response: aiohttp.ClientResponse, send: Send) -> bool:
-    """Relay SSE bytes as they arrive; False when the engine broke off the stream."""
-    tail = b"\n\n"
-    complete = True
-    try:
-        async for chunk in response.content.iter_any():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            tail = (tail + chunk)[-2:]
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        error = UpstreamError(f"the engine broke off the stream: {type(exc).__name__}")
-        # Finish any half-sent event first so the error arrives as a frame of its own.
-        prefix = b"" if tail == b"\n\n" else b"\n\n"
-        await send({"type": "http.response.body", "body": prefix + sse_error_event(error),
-                    "more_body": True})  # fmt: skip
-        complete = False
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return complete
+class StreamRelay:
+    """Relays SSE bytes as they arrive, timing them, with keep-alive comments in silences.
+
+    A keep-alive goes out only between events, and never while a chunk is being sent: both
+    writers hold `lock` around `send`. `tail` keeps the last two chunks, where the usage event
+    of a stream is.
+    """
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        send: Send,
+        meters: StreamMeters | None,
+        started: float,
+        keepalive: float,
+    ) -> None:
+        self.response = response
+        self.send = send
+        self.meters = meters
+        self.started = started
+        self.keepalive = keepalive
+        self.lock = asyncio.Lock() if keepalive > 0 else None
+        self.last = self.written = perf_counter()
+        self.boundary = True
+        self.tail = b""
+
+    async def run(self) -> bool:
+        """Relay to the end; False when the engine broke off the stream."""
+        ticker = asyncio.ensure_future(self._keepalives()) if self.keepalive > 0 else None
+        try:
+            return await self._pump()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+
+    async def _pump(self) -> bool:
+        complete, previous, chunk = True, b"", b""
+        meters, first = self.meters, True
+        try:
+            async for chunk in self.response.content.iter_any():
+                now = perf_counter()
+                if meters is not None:
+                    if first:
+                        meters.ttft.observe(now - self.started)
+                    else:
+                        meters.itl.observe(now - self.last)
+                first, self.last, self.written, previous = False, now, now, self.tail
+                self.tail, self.boundary = chunk, chunk.endswith(b"\n\n")
+                await self._write(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            error = UpstreamError(f"the engine broke off the stream: {type(exc).__name__}")
+            # Finish any half-sent event first so the error arrives as a frame of its own.
+            prefix = b"" if self.boundary else b"\n\n"
+            await self._write(prefix + sse_error_event(error))
+            complete = False
+        self.tail = previous + self.tail
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        return complete
+
+    async def _write(self, body: bytes) -> None:
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        if self.lock is None:
+            await self.send(message)
+            return
+        async with self.lock:
+            await self.send(message)
+
+    async def _keepalives(self) -> None:
+        assert self.lock is not None
+        try:
+            while True:
+                idle = perf_counter() - self.written
+                if idle < self.keepalive:
+                    await asyncio.sleep(self.keepalive - idle)
+                    continue
+                if self.boundary and not self.lock.locked():
+                    async with self.lock:
+                        await self.send({"type": "http.response.body", "body": KEEPALIVE,
+                                         "more_body": True})  # fmt: skip
+                self.written = perf_counter()
+        except Exception:  # the client went away; the relay notices and ends on its own
+            return

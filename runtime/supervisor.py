@@ -160,6 +160,7 @@ class Supervisor:
                 return
             delay = min(self.config.backoff_max, 2.0 ** (failures - 1))
             replica.state, replica.detail = ChuteState.RESTARTING, f"restarting: {reason}"
+            replica.restarts += 1
             log.warning("[%s] %s; restarting in %.0fs", label, reason, delay)
             await asyncio.sleep(delay)
 

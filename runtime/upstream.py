@@ -7,11 +7,20 @@ aiohttp's is several times cheaper per request (see issue 11's measurements).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
 
 from runtime.chutes import Endpoint
 from runtime.errors import UpstreamError
+
+
+@dataclass(frozen=True)
+class UpstreamTimeouts:
+    """Seconds to connect to an engine, and the longest silence mid-reply (None: no limit)."""
+
+    connect: float = 10.0
+    read: float | None = 900.0
 
 
 class Upstream:
@@ -21,9 +30,14 @@ class Upstream:
         self.session = session
 
     @classmethod
-    def create(cls) -> Upstream:
+    def create(cls, timeouts: UpstreamTimeouts | None = None) -> Upstream:
+        timeouts = timeouts or UpstreamTimeouts()
         connector = aiohttp.TCPConnector(limit=0, force_close=False, enable_cleanup_closed=True)
-        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10)
+        # No total limit: a long generation is not a fault; silence is (sock_read).
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
+        )  # fmt: skip
         # auto_decompress off: bodies are relayed byte for byte.
         session = aiohttp.ClientSession(
             connector=connector,

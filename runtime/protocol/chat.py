@@ -34,7 +34,7 @@ class ChatCompletionNamedToolChoice(BaseModel):
     function: NamedFunction
 
 
-class ChatCompletionMessageToolCall(BaseModel):
+class ChatCompletionMessageToolCallParam(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str
@@ -56,7 +56,7 @@ class ChatCompletionMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ChatCompletionContentPart] | None = None
     name: str | None = None
-    tool_calls: list[ChatCompletionMessageToolCall] | None = None
+    tool_calls: list[ChatCompletionMessageToolCallParam] | None = None
     tool_call_id: str | None = None
 
     @model_validator(mode="after")

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from runtime.chutes import Chute
-from runtime.errors import InvalidRequestError
-from runtime.gateway import gateway_of, read_body
+from runtime.errors import EngineUnavailableError, InvalidRequestError
+from runtime.gateway import Limits, gateway_of, read_body
 from runtime.protocol.validation import parse_body, validate
 from runtime.rewrite import rewrite_request, wants_thinking
 from runtime.streaming import EngineCall
@@ -31,6 +31,22 @@ def check_fields(
             )
 
 
+def check_limits(data: dict[str, Any], limits: Limits) -> None:
+    """Limits a deployment sets below what the API allows; the schemas checked the types."""
+    n = data.get("n")
+    if isinstance(n, int) and n > limits.max_n:
+        raise InvalidRequestError(
+            f"n: at most {limits.max_n} choices per request here, got {n}",
+            param="n", code="limit_exceeded",
+        )  # fmt: skip
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise InvalidRequestError(
+            f"messages: at most {limits.max_messages} messages per request, got {len(messages)}",
+            param="messages", code="limit_exceeded",
+        )  # fmt: skip
+
+
 def require_capability(chute: Chute, capability: str, path: str) -> None:
     if capability not in chute.backend.capabilities:
         raise InvalidRequestError(
@@ -44,13 +60,20 @@ async def forward(
     request: Request, schema: type[BaseModel], capability: str, *, chat: bool, admit: bool = True
 ) -> EngineCall:
     gateway = gateway_of(request)
-    data = parse_body(await read_body(request, gateway.max_body_bytes))
+    if gateway.chutes.draining:
+        raise EngineUnavailableError(
+            "the gateway is shutting down; retry against another instance",
+            headers={"Retry-After": "5"},
+        )
+    data = parse_body(await read_body(request, gateway.limits.max_body_bytes))
     validate(schema, data)
+    check_limits(data, gateway.limits)
     if data.get("model") is None:  # only the image routes' schemas allow this
         chute, thinking = gateway.chutes.only_with(capability), False
     else:
         chute, thinking = gateway.chutes.resolve(data["model"])
     path = request.url.path
+    request.scope["state"]["chute"] = chute.name
     require_capability(chute, capability, path)
     if gateway.strict_params:
         check_fields(data, schema, chute.backend.accepted_fields(capability))
@@ -64,7 +87,12 @@ async def forward(
         body.setdefault(field, request.scope["state"]["invocation_id"])
         abort = chute.backend.abort_call(str(body[field]))
     if admit:
-        chute.admission.acquire()
+        await chute.admission.acquire()
+        try:
+            chute.require_ready()  # a queued request may have waited through a restart
+        except EngineUnavailableError:
+            chute.admission.release()
+            raise
     replica, endpoint = chute.pick()  # cannot fail now: readiness was checked in this tick
 
     def done() -> None:
@@ -80,4 +108,7 @@ async def forward(
         headers=chute.admission.headers,
         on_done=done,
         abort=abort,
+        chute=chute.name,
+        metrics=gateway.metrics,
+        keepalive=gateway.keepalive,
     )

@@ -48,6 +48,8 @@ def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[Gatew
     stack = ExitStack()
 
     def make(concurrency: int = 8, **settings_fields: object) -> Gateway:
+        server = Settings(chutes=(), **settings_fields)  # type: ignore[arg-type]
+
         def chute(name: str, backend: object) -> Chute:
             settings = ChuteSettings(
                 model=str(tmp_path), name=name, concurrency=concurrency, price_prompt=0.5
@@ -56,7 +58,9 @@ def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[Gatew
             return Chute(
                 settings=settings,
                 backend=backend,  # type: ignore[arg-type]
-                admission=Admission(concurrency),
+                admission=Admission(
+                    concurrency, queue_size=server.queue_size, queue_timeout=server.queue_timeout
+                ),  # fmt: skip
                 replicas=[replica],
                 phase=ChuteState.STARTING,
                 card={"max_model_len": 512, "root": "/models/" + name},
@@ -64,8 +68,7 @@ def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[Gatew
 
         chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend()),
                            chute("sg", SGLangBackend())])  # fmt: skip
-        settings = Settings(chutes=(), **settings_fields)  # type: ignore[arg-type]
-        app = create_app(settings, chutes, api_keys=KEYS)
+        app = create_app(server, chutes, api_keys=KEYS)
         return Gateway(stack.enter_context(serve_in_thread(app)), chutes)
 
     with stack:

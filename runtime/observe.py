@@ -1,0 +1,99 @@
+"""Per-request observation: the access log line, request metrics, and `Server-Timing`.
+
+Pure ASGI. It runs outside the invocation middleware, so its log line can name the
+invocation id and the status the client really got. What the route learned (the chute, the
+engine's share of the time, the usage) arrives through the request's ASGI state.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runtime.metrics import Metrics
+
+access = logging.getLogger("chutebox.access")
+# nginx's code for "client closed the request": what a disconnect is counted as.
+CLIENT_CLOSED = 499
+# Paths the metrics count under their own name; anything else (404s, scans) is "other", so a
+# stranger cannot grow the series without bound.
+OTHER = "other"
+
+
+class ObserveMiddleware:
+    """Count, time and log every HTTP request; stamp `Server-Timing` on every reply."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["started"] = started
+        status = 500
+
+        async def timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), server_timing(state, started)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed)
+        finally:
+            self._record(scope, state, status, perf_counter() - started)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
+        if state.get("disconnected"):
+            status = CLIENT_CLOSED
+        chute = state.get("chute", "")
+        route = scope.get("route")
+        path = getattr(route, "path", OTHER) if route is not None else OTHER
+        if self.metrics is not None:
+            self.metrics.requests.labels(chute, path, str(status)).inc()
+            if chute:
+                self.metrics.duration.labels(chute, path).observe(elapsed)
+        if self.access_log and access.isEnabledFor(logging.INFO):
+            log_access(scope, state, status, elapsed)
+
+
+def server_timing(state: dict[str, Any], started: float) -> tuple[bytes, bytes]:
+    """The gateway's own time so far, and the engine's when one was called (milliseconds)."""
+    total = perf_counter() - started
+    engine = state.get("engine_wait")
+    if engine is None:
+        return (b"server-timing", f"gateway;dur={total * 1000:.3f}".encode())
+    value = f"gateway;dur={(total - engine) * 1000:.3f}, engine;dur={engine * 1000:.3f}"
+    return (b"server-timing", value.encode())
+
+
+def log_access(scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
+    client = scope.get("client")
+    usage = state.get("usage")
+    fields: dict[str, Any] = {
+        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 3),
+        "chute": state.get("chute", "-"),
+        "invocation_id": state.get("invocation_id", "-"),
+    }
+    if usage is not None:
+        fields["prompt_tokens"] = usage.prompt_tokens
+        fields["completion_tokens"] = usage.completion_tokens
+    tokens = f" tokens={usage.prompt_tokens}+{usage.completion_tokens}" if usage else ""
+    access.info(
+        '%s "%s %s" %d %.1fms chute=%s%s id=%s',
+        fields["client"], fields["method"], fields["path"], status, elapsed * 1000,
+        fields["chute"], tokens, fields["invocation_id"], extra={"fields": fields},
+    )  # fmt: skip

@@ -1,0 +1,39 @@
+"""Token usage read off an engine's reply without parsing the whole of it.
+
+Embedding replies can be megabytes of floats and streams thousands of events; the usage
+object is near the end of both, so only the text from its last `"usage"` key on is decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+_KEY = b'"usage"'
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def find_usage(data: bytes) -> Usage | None:
+    """The last usage object in `data` (a JSON body or the tail of an SSE stream), if any."""
+    at = data.rfind(_KEY)
+    if at < 0:
+        return None
+    text = data[at + len(_KEY) :].decode("utf-8", "replace").lstrip()
+    if not text.startswith(":"):
+        return None
+    try:
+        value, _ = _DECODER.raw_decode(text[1:].lstrip())
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return Usage(prompt, completion)
