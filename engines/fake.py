@@ -200,7 +200,8 @@ class FakeEngine:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        text = body.get("prompt") or _last_user_text(body.get("messages", []))
+        prompt = body.get("prompt")
+        text = prompt if isinstance(prompt, str) else _last_user_text(body.get("messages") or [])
         tokens = list(text.encode())
         return JSONResponse(
             {"count": len(tokens), "max_model_len": MAX_MODEL_LEN, "tokens": tokens}
@@ -210,7 +211,11 @@ class FakeEngine:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        return JSONResponse({"prompt": bytes(body.get("tokens", [])).decode("utf-8", "replace")})
+        tokens = body.get("tokens") or []
+        # The fake vocabulary is bytes; vLLM answers 400 for ids outside its own, too.
+        if not all(isinstance(t, int) and 0 <= t < 256 for t in tokens):
+            return _error(400, "token ids must be in the vocabulary [0, 256)")
+        return JSONResponse({"prompt": bytes(tokens).decode("utf-8", "replace")})
 
 
 class _Reply:

@@ -94,6 +94,11 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
     )
     ref = {m: keys[(m, "validation")]["$ref"] for m in models}
+    schemas = defs.get("$defs", {})
+    if model_names:
+        for op in OPERATIONS:
+            if op.request is not None:
+                _name_models(schemas[op.request.__name__], model_names)
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
         public = op.public or (public_models and op.path.startswith("/v1/models"))
@@ -111,7 +116,7 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
         },  # fmt: skip
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -119,6 +124,44 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
         },
         "security": [{"bearer": []}, {"apiKey": []}],
     }
+
+
+def _event(chunk: str, error: str) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI 3.1 tools read `schema` of text/event-stream."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "description": 'a JSON chunk, an `{"error": …}` chunk when the stream fails '
+                "after its headers, and last the literal `[DONE]`",
+                "anyOf": [
+                    {"const": "[DONE]"},
+                    {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"anyOf": [{"$ref": chunk}, {"$ref": error}]},
+                    },
+                ],
+            },  # fmt: skip
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+
+
+def _name_models(schema: dict[str, Any], names: list[str]) -> None:
+    """`model` takes the names served here (a `:THINKING` suffix is accepted beyond them)."""
+    prop = schema.get("properties", {}).get("model")
+    if prop is None:
+        return
+    named = {"type": "string", "enum": names}
+    if "anyOf" in prop:  # the image routes may leave `model` out
+        prop["anyOf"] = [named, {"type": "null"}]
+    else:
+        prop.clear()
+        prop.update(named)
 
 
 def _operation(
@@ -130,11 +173,7 @@ def _operation(
     elif op.raw is not None:
         content[op.media] = {"schema": op.raw}
     if op.stream is not None:
-        content["text/event-stream"] = {
-            "schema": {"type": "string",
-                       "description": "Server-sent events: `data: <JSON>` frames whose objects "
-                                      f"follow {ref[op.stream]}, ended by `data: [DONE]`"},
-        }  # fmt: skip
+        content["text/event-stream"] = {"schema": _event(ref[op.stream], ref[ErrorResponse])}
     responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
     error = {"application/json": {"schema": {"$ref": ref[ErrorResponse]}}}
     for status, why in op.errors.items():
@@ -150,8 +189,6 @@ def _operation(
         schema: dict[str, Any] = {"$ref": ref[op.request]}
         operation["requestBody"] = {"required": True, "content": {"application/json":
                                     {"schema": schema}}}  # fmt: skip
-        if names:
-            operation["description"] = "Models served here: " + ", ".join(names)
     if op.path == "/v1/models/{model}":
         operation["parameters"] = [{"name": "model", "in": "path", "required": True,
                                     "schema": {"type": "string"}}]  # fmt: skip

@@ -134,7 +134,8 @@ class ImageObject(BaseModel):
 class ImagesResponse(BaseModel):
     model_config = _OPEN
     created: int
-    data: list[ImageObject]
+    # Optional in OpenAI's spec (only `created` is promised); checks that need images say so.
+    data: list[ImageObject] | None = None
 
 
 class ErrorObject(BaseModel):

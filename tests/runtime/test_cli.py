@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -110,6 +111,33 @@ def test_sigterm_leaves_no_engine_behind(tmp_path: Path) -> None:
         assert served.proc.wait(30) in (0, -15)
         assert "Application shutdown complete" in served.log_text()
     assert not group_alive(int(pids[0]))
+
+
+def test_sigterm_drains_in_flight_requests_before_stopping(tmp_path: Path) -> None:
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth",
+            "--shutdown-timeout", "20", "--log-format", "json"]  # fmt: skip
+    slow = {"model": "tiny", "fake_delay": 2.0, "messages": [{"role": "user", "content": "hi"}]}
+    with chutebox_serve(args, tmp_path / "log") as served:
+        url = served.base_url + "/v1/chat/completions"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(httpx.post, url, json=slow, timeout=30)
+            time.sleep(0.5)  # the request has reached the engine
+            served.proc.terminate()
+            time.sleep(0.3)
+            ready = httpx.get(served.base_url + "/ready")
+            refused = httpx.post(url, json={**slow, "fake_delay": 0})
+            finished = in_flight.result()
+        assert served.proc.wait(30) in (0, -15)
+        lines = [json.loads(line) for line in served.log_text().splitlines() if line.strip()]
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert refused.status_code == 503 and refused.headers["retry-after"]
+    assert finished.status_code == 200
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("draining") for m in messages)
+    assert "Application shutdown complete." in messages
+    access = [line for line in lines if line["logger"] == "chutebox.access"]
+    statuses = {a["status"] for a in access if a["path"] == "/v1/chat/completions"}
+    assert statuses >= {200, 503}
 
 
 def test_plan_prints_a_table_and_json(tmp_path: Path) -> None:
