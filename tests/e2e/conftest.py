@@ -14,8 +14,9 @@ from tests.support.tiny_llama import build_tiny_llama
 API_KEY = "cpk_test_primary"
 OTHER_KEY = "cpk_test_secondary"
 MODEL = "tiny-llama"
+SIDE = "side"
 ENGINE_ARGS = (
-    "--dtype bfloat16 --max-model-len 512 --enforce-eager "
+    "--dtype bfloat16 --max-model-len 2048 --enforce-eager "
     "--enable-auto-tool-choice --tool-call-parser hermes "
     "--structured-outputs-config "
     + "'"
@@ -39,6 +40,10 @@ def vllm_gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         f"[[chutes]]\nname = {json.dumps(MODEL)}\nmodel = {json.dumps(str(tiny_model))}\n"
         f"engine_args = {json.dumps(ENGINE_ARGS)}\nconcurrency = 4\n"
         'env = { VLLM_ENFORCE_STRICT_TOOL_CALLING = "0" }\n'
+        # A second chute, on the fake engine: the fault tests show it serving on while the
+        # vLLM one restarts.
+        f'\n[[chutes]]\nname = {json.dumps(SIDE)}\nengine = "fake"\n'
+        f"model = {json.dumps(str(folder))}\n"
     )
     args = ["--config", str(config), "--api-key", API_KEY, "--api-key", OTHER_KEY]
     with chutebox_serve(args, folder / "chutebox.log", ready_timeout=420) as served:

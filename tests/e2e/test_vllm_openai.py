@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from runtime.conformance.groups.tools import ANSWER, WEATHER
-from tests.e2e.conftest import API_KEY, MODEL, OTHER_KEY
+from tests.e2e.conftest import API_KEY, MODEL, OTHER_KEY, SIDE
 from tests.support.servers import Served
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -30,9 +30,9 @@ def client(vllm_gateway: Served) -> Iterator[openai.OpenAI]:
 
 def test_models_list(client: openai.OpenAI) -> None:
     models = client.models.list().data
-    assert [m.id for m in models] == [MODEL]
+    assert [m.id for m in models] == [MODEL, SIDE]
     extra = models[0].model_extra or {}
-    assert extra["max_model_len"] == 512
+    assert extra["max_model_len"] == 2048
     assert extra["pricing"] == {"prompt": 0.0, "completion": 0.0}
 
 
@@ -72,7 +72,7 @@ def test_tokenize_round_trip(vllm_gateway: Served) -> None:
     with httpx.Client(base_url=vllm_gateway.base_url, headers=headers) as http:
         tokens = http.post("/tokenize", json={"model": MODEL, "prompt": "Paris is sunny"}).json()
         assert tokens["count"] == len(tokens["tokens"]) > 0
-        assert tokens["max_model_len"] == 512
+        assert tokens["max_model_len"] == 2048
         text = http.post("/detokenize", json={"model": MODEL, "tokens": tokens["tokens"]})
     assert text.json()["prompt"].strip() == "Paris is sunny"
 
@@ -151,12 +151,12 @@ def test_bad_input_is_400_with_param(
 
 
 def test_engine_rejection_keeps_vllms_message(client: openai.OpenAI) -> None:
-    long_text = "Paris is sunny today. " * 200
+    long_text = "Paris is sunny today. " * 800
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": long_text}], max_tokens=4
         )
-    assert "512" in info.value.message  # vLLM names the model's context length
+    assert "2048" in info.value.message  # vLLM names the model's context length
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
