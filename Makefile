@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test check bench bench-embeddings
+.PHONY: install run test check bench bench-embeddings bench-proxy
 
 install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed
 
@@ -43,7 +43,7 @@ check: install
 	$(VENV)/bin/ruff format --check runtime engines images tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-embeddings
+bench: bench-embeddings bench-proxy
 
 # Infinity gets its own venv: its pins must not touch chutebox's.
 .venv-infinity/bin/infinity_emb:
@@ -52,3 +52,14 @@ bench: bench-embeddings
 
 bench-embeddings: install .venv-infinity/bin/infinity_emb
 	$(PY) bench/embeddings.py
+
+# LiteLLM's proxy server, for the gateway-overhead comparison only. 1.108.6: later 1.108.x and
+# 1.109+ pin proxy packages (litellm-enterprise 0.1.79.post2, litellm-proxy-extras 0.4.113+, litellm-proxy) PyPI lacks.
+.venv-litellm-proxy/.installed:
+	python3 -m venv .venv-litellm-proxy
+	.venv-litellm-proxy/bin/pip install -q "litellm[proxy]==1.108.6"
+	touch $@
+
+bench-proxy: install .venv-litellm-proxy/.installed
+	@command -v wrk >/dev/null || { echo "bench-proxy needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) bench/proxy.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -67,6 +68,22 @@ class Metrics:
         )
         reg.register(ChuteCollector(chutes))
         self._streams: dict[str, StreamMeters] = {}
+        # Label lookups take a lock and build tuples: done once per label set, not per request.
+        self._answered: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def answered(self, chute: str, route: str, status: int, seconds: float) -> None:
+        """One request done: counted by status, and timed when it reached a chute."""
+        key = (chute, route, status)
+        counter = self._answered.get(key)
+        if counter is None:
+            counter = self._answered[key] = self.requests.labels(chute, route, str(status))
+        counter.inc()
+        if chute:
+            histogram = self._timed.get((chute, route))
+            if histogram is None:
+                histogram = self._timed[(chute, route)] = self.duration.labels(chute, route)
+            histogram.observe(seconds)
 
     def stream_meters(self, chute: str) -> StreamMeters:
         meters = self._streams.get(chute)

@@ -59,9 +59,7 @@ class ObserveMiddleware:
         route = scope.get("route")
         path = getattr(route, "path", OTHER) if route is not None else OTHER
         if self.metrics is not None:
-            self.metrics.requests.labels(chute, path, str(status)).inc()
-            if chute:
-                self.metrics.duration.labels(chute, path).observe(elapsed)
+            self.metrics.answered(chute, path, status, elapsed)
         if self.access_log and access.isEnabledFor(logging.INFO):
             log_access(scope, state, status, elapsed)
 

@@ -16,21 +16,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 from typing import Any, TypeVar
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
 
 from engines.base import AbortCall
 from runtime.chutes import Endpoint
 from runtime.errors import UpstreamError, from_engine_body, sse_error_event
 from runtime.metrics import Metrics, StreamMeters
-from runtime.upstream import Upstream
+from runtime.upstream import Upstream, UpstreamBroken, UpstreamResponse
 from runtime.usage import Usage, find_usage
 
 T = TypeVar("T")
 log = logging.getLogger("chutebox.app")
 SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 # Engine reply headers that mean something to the client (the image route's file name).
-RELAYED_HEADERS = ("Content-Disposition",)
+RELAYED_HEADERS = ("content-disposition",)
 KEEPALIVE = b": keep-alive\n\n"
 
 
@@ -38,26 +37,34 @@ class ClientDisconnected(Exception):
     """The client went away before the reply was complete."""
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def run_until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Run `work`; cancel it and raise ClientDisconnected if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    """Run `work` in this task; if the client disconnects first, cancel it (its cleanup runs,
+    closing the engine connection) and raise ClientDisconnected.
+
+    One watcher task per request, cancelling this one, rather than a task for the work too:
+    on the relay path each task and `asyncio.wait` is a measurable share of a request.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        current.uncancel()
+        raise ClientDisconnected() from None
     finally:
-        if not task.done():
-            task.cancel()
         watcher.cancel()
-    if task.cancelled() or not task.done():
-        # Let the cancelled relay run its cleanup (closing the upstream) before returning.
-        await asyncio.gather(task, return_exceptions=True)
-        raise ClientDisconnected()
-    return task.result()
 
 
 class EngineCall:
@@ -132,7 +139,7 @@ class EngineCall:
             if response.status >= 400:
                 body = await _read(response)
                 raise from_engine_body(response.status, body)
-            content_type = response.headers.get("Content-Type", "application/json")
+            content_type = response.headers.get("content-type", "application/json")
             if content_type.startswith("text/event-stream"):
                 state["engine_wait"] = perf_counter() - asked
                 await send(self._start(content_type, SSE_HEADERS))
@@ -145,7 +152,7 @@ class EngineCall:
                 body = await _read(response)
                 state["engine_wait"] = perf_counter() - asked
                 extra = [(b"content-length", str(len(body)).encode())]
-                extra += [(name.lower().encode(), response.headers[name].encode())
+                extra += [(name.encode(), response.headers[name].encode())
                           for name in RELAYED_HEADERS if name in response.headers]  # fmt: skip
                 await send(self._start(content_type, extra))
                 await send({"type": "http.response.body", "body": body})
@@ -167,11 +174,11 @@ class EngineCall:
             self.metrics.completion_tokens.labels(self.chute).inc(usage.completion_tokens)
 
 
-async def _read(response: aiohttp.ClientResponse) -> bytes:
+async def _read(response: UpstreamResponse) -> bytes:
     try:
         return await response.read()
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise UpstreamError(f"the engine broke off its reply: {type(exc).__name__}") from exc
+    except UpstreamBroken as exc:
+        raise UpstreamError(f"the engine broke off its reply: {exc}") from exc
 
 
 class StreamRelay:
@@ -184,7 +191,7 @@ class StreamRelay:
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         send: Send,
         meters: StreamMeters | None,
         started: float,
@@ -213,7 +220,7 @@ class StreamRelay:
         complete, previous, chunk = True, b"", b""
         meters, first = self.meters, True
         try:
-            async for chunk in self.response.content.iter_any():
+            async for chunk in self.response.iter_chunks():
                 now = perf_counter()
                 if meters is not None:
                     if first:
@@ -223,8 +230,8 @@ class StreamRelay:
                 first, self.last, self.written, previous = False, now, now, self.tail
                 self.tail, self.boundary = chunk, chunk.endswith(b"\n\n")
                 await self._write(chunk)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            error = UpstreamError(f"the engine broke off the stream: {type(exc).__name__}")
+        except UpstreamBroken as exc:
+            error = UpstreamError(f"the engine broke off the stream: {exc}")
             # Finish any half-sent event first so the error arrives as a frame of its own.
             prefix = b"" if self.boundary else b"\n\n"
             await self._write(prefix + sse_error_event(error))

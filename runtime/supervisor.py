@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import sys
@@ -220,8 +221,9 @@ class Supervisor:
                 self._upstream.send(endpoint, "GET", path), timeout=10
             )
             async with response:
+                body = await response.read()
                 is_json = response.content_type == "application/json"
-                return response.status, (await response.json() if is_json else None)
+                return response.status, (json.loads(body) if is_json else None)
         except Exception:  # refused, reset, timed out, not JSON: the probe simply failed
             return 0, None
 

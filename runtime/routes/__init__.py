@@ -6,4 +6,5 @@ from runtime.routes import health, images, models, openai, tokenize
 
 
 def all_routes() -> list[Route]:
-    return [*health.routes, *models.routes, *openai.routes, *images.routes, *tokenize.routes]
+    # The engine routes first: the router tries routes in order, and they carry the load.
+    return [*openai.routes, *images.routes, *tokenize.routes, *models.routes, *health.routes]

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from runtime.chutes import Chute
 from runtime.errors import EngineUnavailableError, InvalidRequestError
@@ -72,7 +73,7 @@ async def forward(
         chute, thinking = gateway.chutes.only_with(capability), False
     else:
         chute, thinking = gateway.chutes.resolve(data["model"])
-    path = request.url.path
+    path = request.scope["path"]
     request.scope["state"]["chute"] = chute.name
     require_capability(chute, capability, path)
     if gateway.strict_params:
@@ -112,3 +113,26 @@ async def forward(
         metrics=gateway.metrics,
         keepalive=gateway.keepalive,
     )
+
+
+class Forward:
+    """An engine-bound route as a plain ASGI app.
+
+    Starlette wraps function endpoints in a request/response adapter with an exception layer
+    of its own; the relay path skips both (the app-wide exception middleware still answers
+    every ChuteboxError in the one envelope).
+    """
+
+    def __init__(
+        self, schema: type[BaseModel], capability: str, *, chat: bool, admit: bool = True
+    ) -> None:
+        self.schema = schema
+        self.capability = capability
+        self.chat = chat
+        self.admit = admit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        call = await forward(request, self.schema, self.capability, chat=self.chat,
+                             admit=self.admit)  # fmt: skip
+        await call(scope, receive, send)

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
 from starlette.routing import Route
 
 from engines.base import TOKENIZE
 from runtime.protocol.tokenize import DetokenizeRequest, TokenizeRequest
-from runtime.routes.forward import forward
-from runtime.streaming import EngineCall
+from runtime.routes.forward import Forward
 
-
-async def tokenize(request: Request) -> EngineCall:
-    # Tokenizing is cheap and never queues in the engine: it takes no concurrency slot.
-    return await forward(request, TokenizeRequest, TOKENIZE, chat=False, admit=False)
-
-
-async def detokenize(request: Request) -> EngineCall:
-    return await forward(request, DetokenizeRequest, TOKENIZE, chat=False, admit=False)
-
-
+# Tokenizing is cheap and never queues in the engine: it takes no concurrency slot.
 routes = [
-    Route("/tokenize", tokenize, methods=["POST"]),
-    Route("/detokenize", detokenize, methods=["POST"]),
-]
+    Route("/tokenize", Forward(TokenizeRequest, TOKENIZE, chat=False, admit=False),
+          methods=["POST"]),
+    Route("/detokenize", Forward(DetokenizeRequest, TOKENIZE, chat=False, admit=False),
+          methods=["POST"]),
+]  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from pathlib import Path
 
 import aiohttp
@@ -41,8 +42,14 @@ async def one_round(base_url: str) -> collections.Counter[int]:
 
 
 def usage(pid: int) -> tuple[int, int]:
-    """(open file descriptors, resident memory in kB) of a process."""
-    fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    """(open file descriptors, resident memory in kB) of a process, once the round's client
+    connections are closed on the server's side too."""
+    fds, previous = -1, -2
+    for _ in range(50):
+        if fds == previous:
+            break
+        time.sleep(0.1)
+        previous, fds = fds, len(list(Path(f"/proc/{pid}/fd").iterdir()))
     status = Path(f"/proc/{pid}/status").read_text()
     rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     return fds, rss

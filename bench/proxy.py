@@ -1,0 +1,349 @@
+"""What a gateway costs: a fast upstream called directly, through chutebox, through LiteLLM.
+
+    python bench/proxy.py [--duration 10] [--no-litellm] [--no-vllm] [--profile]
+
+Servers run pinned to core 1 (taskset), the load generator (wrk) and this script on core 0.
+One run measures, side by side: non-streaming latency p50/p99 at concurrency 1, 32 and 64,
+requests/s at 64, CPU per request of each server process, and time to first byte and total
+time of a 1,000-chunk stream with the gateway's CPU per event. Then the real tiny vLLM engine,
+directly and through chutebox. chutebox runs its real request path (`bench/relay.py`): auth,
+admission, validation, routing, usage accounting, metrics and the access log all on. Prints a
+table with ratios against direct, checks the issue's targets, and writes bench/results/proxy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import free_port, stop_group, wait_for  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+KEY = "bench-key"
+LITELLM_KEY = "sk-bench"
+CHAT = {"model": "bench", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}]}  # fmt: skip
+LUA = """
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\\"requests\\": %d, \\"duration_us\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, "
+    .. "\\"errors\\": %d, \\"non2xx\\": %d}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+@dataclass
+class Server:
+    name: str
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    auth: str
+    model: str = "bench"
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def pinned(argv: list[str]) -> list[str]:
+    return ["taskset", "-c", "1", *argv]
+
+
+def start(name: str, argv: list[str], port: int, auth: str, health: str,
+          env: dict[str, str] | None = None, timeout: float = 120) -> Server:  # fmt: skip
+    log = (RESULTS / f"proxy-{name}.log").open("wb")
+    proc = subprocess.Popen(pinned(argv), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(base + health, timeout, proc)
+    return Server(name, base, proc, auth)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and all its descendants, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            total += (int(stats[current][11]) + int(stats[current][12])) / ticks
+        todo.extend(children.get(current, []))
+    return total
+
+
+def wrk(server: Server, connections: int, duration: float, body: dict[str, Any]) -> dict[str, Any]:
+    script = RESULTS / "proxy.lua"
+    script.write_text(LUA)
+    env = {**os.environ, "BENCH_BODY": json.dumps({**body, "model": server.model}),
+           "BENCH_AUTH": server.auth}  # fmt: skip
+    argv = ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+            "-s", str(script), server.base_url + "/v1/chat/completions"]  # fmt: skip
+    before = cpu_seconds(server.proc.pid)
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    cpu = cpu_seconds(server.proc.pid) - before
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["cpu_ms_per_request"] = cpu * 1000 / max(result["requests"], 1)
+    return result
+
+
+async def _streams(server: Server, runs: int) -> dict[str, float]:
+    body = {**CHAT, "model": server.model, "stream": True}
+    headers = {"Authorization": server.auth}
+    firsts, totals, events = [], [], 0
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for _ in range(runs):
+            started = time.perf_counter()
+            async with session.post(server.base_url + "/v1/chat/completions", json=body) as r:
+                first = None
+                async for chunk in r.content.iter_any():
+                    first = first or time.perf_counter()
+                    events += chunk.count(b"data: ")
+            totals.append(time.perf_counter() - started)
+            firsts.append((first or time.perf_counter()) - started)
+    return {"ttfb_ms": statistics.median(firsts) * 1000,
+            "total_ms": statistics.median(totals) * 1000, "events": events / runs}  # fmt: skip
+
+
+def streams(server: Server, runs: int) -> dict[str, float]:
+    asyncio.run(_streams(server, 3))  # warm-up
+    before = cpu_seconds(server.proc.pid)
+    result = asyncio.run(_streams(server, runs))
+    cpu = cpu_seconds(server.proc.pid) - before
+    result["cpu_us_per_event"] = cpu * 1e6 / (runs * result["events"])
+    return result
+
+
+def measure(server: Server, duration: float, stream_runs: int, body: dict[str, Any],
+            concurrencies: tuple[int, ...] = (1, 32, 64)) -> None:  # fmt: skip
+    wrk(server, 8, 2, body)  # warm-up: connections, caches, JITs of the servers' libraries
+    for c in concurrencies:
+        server.results[f"c{c}"] = wrk(server, c, duration, body)
+        print(f"  {server.name} c={c}: {fmt_run(server.results[f'c{c}'])}", flush=True)
+    if stream_runs:
+        server.results["stream"] = streams(server, stream_runs)
+        print(f"  {server.name} stream: {server.results['stream']}", flush=True)
+
+
+def fmt_run(run: dict[str, Any]) -> str:
+    return (f"{run['rps']:.0f} req/s, p50 {run['p50_us'] / 1000:.2f} ms, "
+            f"p99 {run['p99_us'] / 1000:.2f} ms, {run['cpu_ms_per_request']:.3f} ms CPU/req, "
+            f"{run['errors']} errors, {run['non2xx']} non-2xx")  # fmt: skip
+
+
+def litellm_server(upstream: str, port: int) -> Server | None:
+    binary = ROOT / ".venv-litellm-proxy" / "bin" / "litellm"
+    if not binary.exists():
+        print("LiteLLM proxy not installed (make .venv-litellm-proxy/.installed); skipped")
+        return None
+    config = RESULTS / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: bench\n    litellm_params:\n"
+        f"      model: openai/bench\n      api_base: {upstream}/v1\n      api_key: x\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
+    )
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+           "LITELLM_TELEMETRY": "False"}  # fmt: skip
+    argv = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+            "--num_workers", "1"]  # fmt: skip
+    return start("litellm", argv, port, f"Bearer {LITELLM_KEY}", "/health/liveliness", env, 300)
+
+
+def relay(name: str, upstream: str, upstream_key: str, model: str) -> Server:
+    port = free_port()
+    argv = [sys.executable, "bench/relay.py", "--port", str(port), "--upstream", upstream,
+            "--upstream-key", upstream_key, "--model", model]  # fmt: skip
+    server = start(name, argv, port, f"Bearer {KEY}", "/ready")
+    server.model = model
+    return server
+
+
+def fake_upstream() -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--port", str(port),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
+            "warning"]  # fmt: skip
+    return start("direct", argv, port, "Bearer none", "/health")
+
+
+def vllm_engine(folder: Path) -> Server:
+    from tests.support.tiny_llama import build_tiny_llama
+
+    model = build_tiny_llama(folder / "tiny-llama")
+    port = free_port()
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+            "--served-model-name", "tiny", "--port", str(port), "--host", "127.0.0.1",
+            "--api-key", KEY, "--dtype", "bfloat16", "--max-model-len", "512",
+            "--enforce-eager", "--disable-log-stats"]  # fmt: skip
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "1"}
+    server = start("vllm-direct", argv, port, f"Bearer {KEY}", "/health", env, 600)
+    server.model = "tiny"
+    return server
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def table(rows: list[Server]) -> str:
+    direct = rows[0].results
+    head = ("| | c=1 p50 / p99 (ms) | added c=1 p50 / p99 | c=32 p50 / p99 | c=64 req/s "
+            "| vs direct | CPU/req (ms) | stream TTFB / total (ms) | stream vs direct "
+            "| CPU/event (µs) |")  # fmt: skip
+    lines = [head, "|" + "---|" * 10]
+    for server in rows:
+        r = server.results
+        c1, c32, c64 = r["c1"], r["c32"], r["c64"]
+        added = ("—" if server is rows[0] else
+                 f"+{(c1['p50_us'] - direct['c1']['p50_us']) / 1000:.2f} / "
+                 f"+{(c1['p99_us'] - direct['c1']['p99_us']) / 1000:.2f}")  # fmt: skip
+        s = r.get("stream")
+        stream = f"{s['ttfb_ms']:.2f} / {s['total_ms']:.1f}" if s else "—"
+        vs = ratio(s["total_ms"], direct["stream"]["total_ms"]) if s and "stream" in direct else "—"
+        lines.append(
+            f"| {server.name} | {c1['p50_us'] / 1000:.2f} / {c1['p99_us'] / 1000:.2f} | {added} "
+            f"| {c32['p50_us'] / 1000:.2f} / {c32['p99_us'] / 1000:.2f} | {c64['rps']:.0f} "
+            f"| {ratio(c64['rps'], direct['c64']['rps'])} | {c64['cpu_ms_per_request']:.3f} "
+            f"| {stream} | {vs} | {s['cpu_us_per_event'] if s else 0:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(
+    direct: Server, chutebox: Server, litellm: Server | None
+) -> list[tuple[str, bool, str]]:
+    d, c = direct.results, chutebox.results
+    added_p50 = (c["c1"]["p50_us"] - d["c1"]["p50_us"]) / 1000
+    added_p99 = (c["c1"]["p99_us"] - d["c1"]["p99_us"]) / 1000
+    stream_ratio = c["stream"]["total_ms"] / d["stream"]["total_ms"]
+    ttfb_added = c["stream"]["ttfb_ms"] - d["stream"]["ttfb_ms"]
+    checks = [
+        ("added latency c=1 p50 ≤ 0.5 ms", added_p50 <= 0.5, f"{added_p50:.2f} ms"),
+        ("added latency c=1 p99 ≤ 1 ms", added_p99 <= 1.0, f"{added_p99:.2f} ms"),
+        ("≥ 2,500 req/s at c=64", c["c64"]["rps"] >= 2500, f"{c['c64']['rps']:.0f}"),
+        ("c=32 p99 ≤ 3× its p50", c["c32"]["p99_us"] <= 3 * c["c32"]["p50_us"],
+         f"{c['c32']['p99_us'] / c['c32']['p50_us']:.2f}×"),
+        ("1,000-chunk stream ≤ 1.1× direct", stream_ratio <= 1.1, f"{stream_ratio:.2f}×"),
+        ("gateway CPU ≤ 20 µs per event", c["stream"]["cpu_us_per_event"] <= 20,
+         f"{c['stream']['cpu_us_per_event']:.1f} µs"),
+        ("added time to first byte ≤ 1 ms", ttfb_added <= 1.0, f"{ttfb_added:.2f} ms"),
+    ]  # fmt: skip
+    if litellm is not None:
+        times = c["c64"]["rps"] / litellm.results["c64"]["rps"]
+        checks.append(("≥ 30× LiteLLM's req/s at c=64", times >= 30, f"{times:.0f}×"))
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--stream-runs", type=int, default=30)
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--no-vllm", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the chutebox relay during its c=64 run")  # fmt: skip
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    os.sched_setaffinity(0, {0})
+    servers: list[Server] = []
+    report: dict[str, Any] = {"duration_s": args.duration}
+    try:
+        upstream = fake_upstream()
+        servers.append(upstream)
+        chutebox = relay("chutebox", upstream.base_url, "none", "bench")
+        servers.append(chutebox)
+        litellm = None if args.no_litellm else litellm_server(upstream.base_url, free_port())
+        if litellm is not None:
+            servers.append(litellm)
+        rows = [upstream, chutebox, *([litellm] if litellm else [])]
+        for server in rows:
+            print(f"measuring {server.name}", flush=True)
+            measure(server, args.duration, args.stream_runs, CHAT)
+        if args.profile:
+            profile(chutebox, args.duration)
+        print("\n" + table(rows) + "\n")
+        checks = targets(upstream, chutebox, litellm)
+        for name, ok, seen in checks:
+            print(f"  {'MET ' if ok else 'MISS'} {name}: {seen}")
+        report["fake_upstream"] = {s.name: s.results for s in rows}
+        report["targets"] = [{"target": n, "met": ok, "seen": s} for n, ok, s in checks]
+        if not args.no_vllm:
+            report["vllm"] = vllm_rows(args.duration, servers)
+        (RESULTS / "proxy.json").write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {RESULTS / 'proxy.json'}")
+    finally:
+        for server in servers:
+            stop_group(server.proc)
+
+
+def vllm_rows(duration: float, servers: list[Server]) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="chutebox-bench-vllm-"))
+    print("starting vLLM (tiny Llama, CPU)", flush=True)
+    engine = vllm_engine(folder)
+    servers.append(engine)
+    via = relay("vllm-chutebox", engine.base_url, KEY, "tiny")
+    servers.append(via)
+    for server in (engine, via):
+        print(f"measuring {server.name}", flush=True)
+        measure(server, duration, 10, CHAT, concurrencies=(1, 8))
+    lines = ["| | c=1 p50 / p99 (ms) | c=8 req/s | stream TTFB / total (ms) |", "|---|---|---|---|"]
+    for server in (engine, via):
+        r = server.results
+        c1, stream = r["c1"], r["stream"]
+        lines.append(f"| {server.name} | {c1['p50_us'] / 1000:.2f} / {c1['p99_us'] / 1000:.2f} "
+                     f"| {r['c8']['rps']:.0f} | {stream['ttfb_ms']:.2f} / "
+                     f"{stream['total_ms']:.1f} |")  # fmt: skip
+    print("\n" + "\n".join(lines))
+    return {s.name: s.results for s in (engine, via)}
+
+
+def profile(server: Server, duration: float) -> None:
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        print("py-spy not installed; no profile")
+        return
+    out = RESULTS / "proxy-profile.txt"
+    argv = ["taskset", "-c", "0", spy, "record", "--pid", str(server.proc.pid), "--rate", "1000",
+            "--duration", str(int(duration)), "--format", "raw", "--output", str(out),
+            "--nonblocking"]  # fmt: skip
+    record = subprocess.Popen(argv)
+    wrk(server, 64, duration, CHAT)
+    record.wait(60)
+    print(f"profile (collapsed stacks) in {out}")
+
+
+if __name__ == "__main__":
+    main()

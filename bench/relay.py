@@ -1,0 +1,64 @@
+"""chutebox's gateway in front of an OpenAI server that is already running, for the benches.
+
+    python bench/relay.py --port 9001 --upstream http://127.0.0.1:9000 [--engine vllm]
+
+The app is `create_app` exactly as `chutebox serve` builds it — auth, admission, routing,
+request validation and rewriting, usage accounting, metrics, access log all on — with one
+ready replica pointing at the given server instead of an engine the supervisor started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engines.registry import load_backend  # noqa: E402
+from runtime.admission import Admission  # noqa: E402
+from runtime.app import create_app  # noqa: E402
+from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.logs import configure_logging  # noqa: E402
+from runtime.settings import ChuteSettings, Settings  # noqa: E402
+
+KEY = "bench-key"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="base URL of the OpenAI server")
+    parser.add_argument("--upstream-key", default="", help="key the upstream expects")
+    parser.add_argument("--model", default="bench", help="the name clients send")
+    parser.add_argument("--engine", default="vllm", help="backend whose field rules apply")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--no-auth", action="store_true", help="ablation: no API key check")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="ablation: a gateway setting, e.g. metrics=false")  # fmt: skip
+    args = parser.parse_args()
+
+    folder = tempfile.mkdtemp(prefix="chutebox-bench-")
+    chute_settings = ChuteSettings(model=folder, name=args.model, engine=args.engine,
+                                   concurrency=args.concurrency)  # fmt: skip
+    replica = Replica(
+        0, state=ChuteState.READY, endpoint=Endpoint(args.upstream, args.upstream_key)
+    )
+    chute = Chute(settings=chute_settings, backend=load_backend(args.engine),
+                  admission=Admission(args.concurrency), replicas=[replica],
+                  phase=ChuteState.STARTING)  # fmt: skip
+    overrides = dict(item.split("=", 1) for item in args.set)
+    settings = Settings.model_validate({"chutes": (), "port": args.port, **overrides})
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings, ChuteSet([chute]), api_keys=() if args.no_auth else (KEY,))
+    # The same server options `chutebox serve` uses.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False,
+                lifespan="on", timeout_graceful_shutdown=2)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

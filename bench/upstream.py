@@ -1,0 +1,67 @@
+"""A fast fake OpenAI upstream for the proxy bench: raw ASGI, canned bytes, no parsing.
+
+    uvicorn bench.upstream:app --loop uvloop --http httptools --no-access-log
+
+Non-streaming chat answers one fixed completion with usage; `"stream": true` in the body gets
+CHUNKS chunk events, a usage event and `[DONE]`, each event its own write, as an engine sends
+them. The point is to cost as little as possible, so the proxies' own cost shows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+CHUNKS = 1000
+MODEL = "bench"
+_COMPLETION = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": MODEL,
+    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                 "message": {"role": "assistant", "content": "Paris is the capital of France."}}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20},
+}  # fmt: skip
+COMPLETION = json.dumps(_COMPLETION).encode()
+_BASE = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
+_DELTA = {"index": 0, "delta": {"content": "tok"}, "finish_reason": None}
+CHUNK = b"data: " + json.dumps({**_BASE, "choices": [_DELTA]}).encode() + b"\n\n"
+TAIL = (
+    b"data: " + json.dumps({**_BASE, "choices": [], "usage": {
+        "prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + CHUNKS}}).encode()
+    + b"\n\ndata: [DONE]\n\n"
+)  # fmt: skip
+MODELS = json.dumps({"object": "list", "data": [
+    {"id": MODEL, "object": "model", "created": 1, "owned_by": "bench"}]}).encode()  # fmt: skip
+JSON = [(b"content-type", b"application/json")]
+SSE = [(b"content-type", b"text/event-stream")]
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    if scope["method"] == "GET":
+        await _whole(send, MODELS if scope["path"].startswith("/v1/models") else b"{}")
+    elif b'"stream": true' in body or b'"stream":true' in body:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE})
+        for _ in range(CHUNKS):
+            await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+        await send({"type": "http.response.body", "body": TAIL})
+    else:
+        await _whole(send, COMPLETION)
+
+
+async def _whole(send: Any, body: bytes) -> None:
+    headers = [*JSON, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

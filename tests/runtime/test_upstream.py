@@ -1,0 +1,217 @@
+"""The engine client against real small HTTP servers on loopback: reuse, retry, streaming,
+back-pressure, broken replies, timeouts, and that a dropped reply closes its connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from runtime.chutes import Endpoint
+from runtime.errors import UpstreamError
+from runtime.upstream import HIGH_WATER, Upstream, UpstreamBroken, UpstreamTimeouts
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """A raw HTTP/1.1 server whose replies the test writes byte by byte."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.closed = asyncio.Event()
+        self.requests: list[bytes] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        finally:
+            writer.close()
+            self.closed.set()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
+        head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+        if not head:
+            return None
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length")), 0)  # fmt: skip
+        body = await reader.readexactly(length)
+        self.requests.append(head + body)
+        return body
+
+    async def __aenter__(self) -> Endpoint:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return Endpoint(f"http://127.0.0.1:{port}", "engine-key")
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+def reply(body: bytes, extra: bytes = b"") -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    return head + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())
+
+
+def test_requests_reuse_one_keep_alive_connection_and_carry_the_key() -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (body := await server.read_request(reader)) is not None:
+                writer.write(reply(b'{"echo": ' + (body or b"null") + b"}"))
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            for i in range(3):
+                response = await upstream.send(endpoint, "POST", "/v1/x", str(i).encode())
+                assert response.status == 200 and response.content_type == "application/json"
+                assert await response.json() == {"echo": i}
+                response.release()
+            await upstream.close()
+        assert server.connections == 1
+        assert b"Authorization: Bearer engine-key\r\n" in server.requests[0]
+        assert b"Content-Length: 1\r\n" in server.requests[0]
+
+    run(scenario)
+
+
+def test_a_pooled_connection_the_engine_closed_is_retried_on_a_new_one() -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(reply(b"{}"))
+            await writer.drain()
+            if server.connections == 1:
+                await server.read_request(reader)  # the second request: closed unanswered
+                return
+            while await server.read_request(reader) is not None:
+                writer.write(reply(b"{}"))
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            (await upstream.send(endpoint, "GET", "/a")).release()
+            second = await upstream.send(endpoint, "GET", "/b")
+            assert second.status == 200
+            second.release()
+            await upstream.close()
+        assert server.connections == 2
+
+    run(scenario)
+
+
+def test_streamed_bodies_arrive_as_they_are_sent_and_end_cleanly() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+            writer.write(b"7\r\ndata: 1\r\n")
+            await writer.drain()
+            await release.wait()
+            writer.write(b"7\r\ndata: 2\r\n0\r\n\r\n")
+            await writer.drain()
+            await reader.read()
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            response = await upstream.send(endpoint, "POST", "/s", b"{}")
+            chunks = response.iter_chunks()
+            assert await chunks.__anext__() == b"data: 1"  # before the rest exists
+            release.set()
+            assert [c async for c in chunks] == [b"data: 2"]
+            response.release()
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_an_engine_that_dies_mid_body_raises_upstream_broken() -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            await writer.drain()
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            response = await upstream.send(endpoint, "GET", "/")
+            with pytest.raises(UpstreamBroken, match="closed the connection"):
+                await response.read()
+            response.close()
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_silence_beyond_the_read_timeout_and_refused_connections_are_502s() -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            await asyncio.sleep(5)
+
+        server = Server(handler)
+        upstream = Upstream.create(UpstreamTimeouts(connect=1, read=0.1))
+        async with server as endpoint:
+            with pytest.raises(UpstreamError, match="silent for 0.1s"):
+                await upstream.send(endpoint, "GET", "/")
+        with pytest.raises(UpstreamError, match="did not answer"):
+            await upstream.send(endpoint, "GET", "/")  # the server is gone now
+        await upstream.close()
+
+    run(scenario)
+
+
+def test_dropping_an_unfinished_reply_closes_its_connection() -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            await writer.drain()
+            await reader.read()  # returns once the client closes its end
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            response = await upstream.send(endpoint, "GET", "/")
+            assert await response.iter_chunks().__anext__() == b"abc"
+            response.release()  # not complete: it cannot go back to the pool
+            await asyncio.wait_for(server.closed.wait(), 5)
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_a_slow_reader_pauses_the_engine_instead_of_buffering_without_bound() -> None:
+    async def scenario() -> None:
+        size = 8 * HIGH_WATER
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(size).encode() + b"\r\n\r\n")
+            for _ in range(size // 65536):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            response = await upstream.send(endpoint, "GET", "/")
+            await asyncio.sleep(0.5)  # the engine writes as fast as it may; nobody reads
+            assert response._buffered < 3 * HIGH_WATER
+            assert len(await response.read()) == size
+            response.release()
+            await upstream.close()
+
+    run(scenario)
