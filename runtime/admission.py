@@ -36,11 +36,12 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in the queue if one is configured; CapacityError if none."""
+    async def acquire(self) -> bool:
+        """Take a slot, waiting in the queue if one is configured; CapacityError if none.
+        True when the request had to wait."""
         if self.used < self.limit and not self._waiters:
             self.used += 1
-            return
+            return False
         if len(self._waiters) >= self.queue_size:
             self._reject()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -56,6 +57,7 @@ class Admission:
             if isinstance(exc, TimeoutError):
                 self._reject(queued=True)
             raise
+        return True
 
     def _reject(self, queued: bool = False) -> None:
         self.rejected += 1

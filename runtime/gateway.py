@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 from runtime.chutes import ChuteSet
 from runtime.errors import PayloadTooLargeError
@@ -38,13 +39,32 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over `limit` bytes before reading it all."""
-    declared = request.headers.get("content-length")
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header's value (the first), without building a Headers object."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before reading it all:
+    counted as it streams in, not only from Content-Length."""
+    declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the common case: one message
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")

@@ -8,7 +8,7 @@ error envelope, naming the invocation id, while the traceback goes to the log on
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +29,7 @@ class InvocationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        invocation_id = uuid.uuid4().hex
+        invocation_id = os.urandom(16).hex()  # uuid4's randomness, without the UUID object
         scope.setdefault("state", {})["invocation_id"] = invocation_id
         request_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         extra = [(INVOCATION_HEADER, invocation_id.encode())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -29,12 +30,60 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes its lines in batches: when `capacity` are waiting or `interval` seconds after the
+    first, whichever comes first. For the access log, where a write per request would be a
+    measurable share of a relayed request; everything else is written at once."""
+
+    def __init__(self, stream: Any, capacity: int = 64, interval: float = 0.2) -> None:
+        super().__init__(stream)
+        self.capacity = capacity
+        self.interval = interval
+        self.lines: list[str] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+            return
+        if len(self.lines) >= self.capacity:
+            self._write()
+        elif self.timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop: nothing would flush later
+                self._write()
+                return
+            self.timer = loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def _write(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.lines:
+            self.stream.write("\n".join(self.lines) + "\n")
+            self.lines.clear()
+        super().flush()
+
+
 def configure_logging(level: str, fmt: str) -> None:
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    access = logging.getLogger("chutebox.access")
+    batching = BatchingHandler(sys.stderr)
+    batching.setFormatter(formatter)
+    access.handlers[:] = [batching]
+    access.propagate = False
     # uvicorn's own loggers carry handlers of their own unless told otherwise; route them here.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

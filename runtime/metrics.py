@@ -71,6 +71,7 @@ class Metrics:
         # Label lookups take a lock and build tuples: done once per label set, not per request.
         self._answered: dict[tuple[str, str, int], Any] = {}
         self._timed: dict[tuple[str, str], Any] = {}
+        self._tokens: dict[str, tuple[Any, Any]] = {}
 
     def answered(self, chute: str, route: str, status: int, seconds: float) -> None:
         """One request done: counted by status, and timed when it reached a chute."""
@@ -84,6 +85,14 @@ class Metrics:
             if histogram is None:
                 histogram = self._timed[(chute, route)] = self.duration.labels(chute, route)
             histogram.observe(seconds)
+
+    def tokens(self, chute: str, prompt: int, completion: int) -> None:
+        counters = self._tokens.get(chute)
+        if counters is None:
+            counters = (self.prompt_tokens.labels(chute), self.completion_tokens.labels(chute))
+            self._tokens[chute] = counters
+        counters[0].inc(prompt)
+        counters[1].inc(completion)
 
     def stream_meters(self, chute: str) -> StreamMeters:
         meters = self._streams.get(chute)

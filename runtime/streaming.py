@@ -170,8 +170,7 @@ class EngineCall:
             return
         state["usage"] = usage
         if self.metrics is not None:
-            self.metrics.prompt_tokens.labels(self.chute).inc(usage.prompt_tokens)
-            self.metrics.completion_tokens.labels(self.chute).inc(usage.completion_tokens)
+            self.metrics.tokens(self.chute, usage.prompt_tokens, usage.completion_tokens)
 
 
 async def _read(response: UpstreamResponse) -> bytes:

@@ -6,12 +6,11 @@ import json
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from runtime.chutes import Chute
 from runtime.errors import EngineUnavailableError, InvalidRequestError
-from runtime.gateway import Limits, gateway_of, read_body
+from runtime.gateway import Gateway, Limits, header, read_body
 from runtime.protocol.validation import parse_body, validate
 from runtime.rewrite import rewrite_request, wants_thinking
 from runtime.streaming import EngineCall
@@ -23,8 +22,9 @@ def check_fields(
     """Refuse fields neither our schema nor the engine knows, as OpenAI does."""
     if accepted is None:
         return
+    known = schema.__pydantic_fields__
     for name in data:
-        if name not in schema.model_fields and name not in accepted:
+        if name not in known and name not in accepted:
             raise InvalidRequestError(
                 f"Unrecognized request argument supplied: {name}",
                 param=name,
@@ -58,39 +58,40 @@ def require_capability(chute: Chute, capability: str, path: str) -> None:
 
 
 async def forward(
-    request: Request, schema: type[BaseModel], capability: str, *, chat: bool, admit: bool = True
-) -> EngineCall:
-    gateway = gateway_of(request)
+    scope: Scope, receive: Receive, schema: type[BaseModel], capability: str, *, chat: bool,
+    admit: bool = True,
+) -> EngineCall:  # fmt: skip
+    state = scope["state"]
+    gateway: Gateway = state["gateway"]
     if gateway.chutes.draining:
         raise EngineUnavailableError(
             "the gateway is shutting down; retry against another instance",
             headers={"Retry-After": "5"},
         )
-    data = parse_body(await read_body(request, gateway.limits.max_body_bytes))
+    data = parse_body(await read_body(scope, receive, gateway.limits.max_body_bytes))
     validate(schema, data)
     check_limits(data, gateway.limits)
     if data.get("model") is None:  # only the image routes' schemas allow this
         chute, thinking = gateway.chutes.only_with(capability), False
     else:
         chute, thinking = gateway.chutes.resolve(data["model"])
-    path = request.scope["path"]
-    request.scope["state"]["chute"] = chute.name
+    path = scope["path"]
+    state["chute"] = chute.name
     require_capability(chute, capability, path)
     if gateway.strict_params:
         check_fields(data, schema, chute.backend.accepted_fields(capability))
     chute.require_ready()
-    thinking = thinking or wants_thinking(request.headers.get("x-enable-thinking"))
+    thinking = thinking or wants_thinking(header(scope, b"x-enable-thinking"))
     body = rewrite_request(data, chute.name, gateway.rules, thinking=thinking, chat=chat)
     abort = None
     field = chute.backend.request_id_field
     if field is not None:
         # Engines that abort by id learn it here; a client's own id is kept.
-        body.setdefault(field, request.scope["state"]["invocation_id"])
+        body.setdefault(field, state["invocation_id"])
         abort = chute.backend.abort_call(str(body[field]))
-    if admit:
-        await chute.admission.acquire()
+    if admit and await chute.admission.acquire():
         try:
-            chute.require_ready()  # a queued request may have waited through a restart
+            chute.require_ready()  # it waited in the queue: maybe through a restart
         except EngineUnavailableError:
             chute.admission.release()
             raise
@@ -132,7 +133,6 @@ class Forward:
         self.admit = admit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        call = await forward(request, self.schema, self.capability, chat=self.chat,
+        call = await forward(scope, receive, self.schema, self.capability, chat=self.chat,
                              admit=self.admit)  # fmt: skip
         await call(scope, receive, send)
