@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from runtime.auth import AuthMiddleware, public_routes
 from runtime.chutes import ChuteSet
+from runtime.dispatch import DirectRoutes
 from runtime.errors import (
     ChuteboxError,
     MethodNotAllowedError,
@@ -136,6 +137,7 @@ def create_app(
     if api_keys:
         is_public = public_routes(settings.public_models)
         middleware.append(Middleware(AuthMiddleware, keys=api_keys, is_public=is_public))
+    middleware.append(Middleware(DirectRoutes, routes=routes))
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -194,7 +194,9 @@ class Supervisor:
 
     async def _serve_once(self, chute: Chute, replica: Replica, model_path: Path) -> str:
         """Run one engine life; returns why it ended."""
-        key, port = secrets.token_urlsafe(24), free_port()
+        # The prefix keeps the key from starting with "-", which an engine's argument parser
+        # would read as a flag (1 start in 64 failed that way before).
+        key, port = "eng-" + secrets.token_urlsafe(24), free_port()
         spec = chute.backend.launch(self._launch_request(chute, replica, model_path, key, port))
         label = f"{chute.name}/{replica.index}" if len(chute.replicas) > 1 else chute.name
         engine = ChildProcess(label)
