@@ -115,7 +115,7 @@ def create_app(
         # sight, so collections on the request path scan only what requests create.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
+        gc.set_threshold(5_000, 20, 20)
         try:
             yield {"gateway": gateway}
         finally:
