@@ -22,8 +22,15 @@ _COMPLETION = {
 }  # fmt: skip
 COMPLETION = json.dumps(_COMPLETION).encode()
 _BASE = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
-_DELTA = {"index": 0, "delta": {"content": "tok"}, "finish_reason": None}
-CHUNK = b"data: " + json.dumps({**_BASE, "choices": [_DELTA]}).encode() + b"\n\n"
+
+
+def _chunk(i: int) -> bytes:
+    # Each chunk different: LiteLLM ends a stream after 100 identical chunks (its loop guard).
+    delta = {"index": 0, "delta": {"content": f" t{i}"}, "finish_reason": None}
+    return b"data: " + json.dumps({**_BASE, "choices": [delta]}).encode() + b"\n\n"
+
+
+CHUNK_LIST = [_chunk(i) for i in range(CHUNKS)]
 TAIL = (
     b"data: " + json.dumps({**_BASE, "choices": [], "usage": {
         "prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + CHUNKS}}).encode()
@@ -54,8 +61,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _whole(send, MODELS if scope["path"].startswith("/v1/models") else b"{}")
     elif b'"stream": true' in body or b'"stream":true' in body:
         await send({"type": "http.response.start", "status": 200, "headers": SSE})
-        for _ in range(CHUNKS):
-            await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+        for chunk in CHUNK_LIST:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": TAIL})
     else:
         await _whole(send, COMPLETION)
