@@ -45,6 +45,8 @@ OPEN_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 @dataclass(frozen=True)
 class Operation:
+    """One route as the document describes it: its bodies, and the failures it can answer."""
+
     path: str
     method: str
     summary: str

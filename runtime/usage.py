@@ -15,6 +15,8 @@ _DECODER = json.JSONDecoder()
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts an engine reported for one request."""
+
     prompt_tokens: int
     completion_tokens: int
 
