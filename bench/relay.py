@@ -24,6 +24,7 @@ from runtime.admission import Admission  # noqa: E402
 from runtime.app import create_app  # noqa: E402
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
+from runtime.server import DrainingServer  # noqa: E402
 from runtime.settings import ChuteSettings, Settings  # noqa: E402
 
 KEY = "bench-key"
@@ -54,10 +55,14 @@ def main() -> None:
     overrides = dict(item.split("=", 1) for item in args.set)
     settings = Settings.model_validate({"chutes": (), "port": args.port, **overrides})
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, ChuteSet([chute]), api_keys=() if args.no_auth else (KEY,))
-    # The same server options `chutebox serve` uses.
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False,
-                lifespan="on", timeout_graceful_shutdown=2)  # fmt: skip
+    chutes = ChuteSet([chute])
+    app = create_app(settings, chutes, api_keys=() if args.no_auth else (KEY,))
+    # The same server and options `chutebox serve` uses.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=args.port, log_config=None, access_log=False,
+        lifespan="on", timeout_graceful_shutdown=2,
+    )  # fmt: skip
+    DrainingServer(config, chutes, settings.shutdown_timeout).run()
 
 
 if __name__ == "__main__":

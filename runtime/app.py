@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -111,11 +110,6 @@ def create_app(
             metrics=metrics,
             keepalive=settings.sse_keepalive,
         )
-        # Everything built so far lives as long as the app: move it out of the collector's
-        # sight, so collections on the request path scan only what requests create.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(5_000, 20, 20)
         try:
             yield {"gateway": gateway}
         finally:
