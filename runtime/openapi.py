@@ -57,6 +57,7 @@ class Operation:
     errors: dict[str, str] = field(default_factory=lambda: ENGINE_ERRORS)
     public: bool = False
     raw: dict[str, Any] | None = None  # response schema when no model describes it
+    error_body: dict[str, Any] | None = None  # failure body when it is not the error envelope
 
 
 PROBE = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
@@ -84,6 +85,7 @@ OPERATIONS = (
     Operation("/ping", "get", "Liveness (Chutes' name)", raw=PROBE, errors={}, public=True),
     Operation("/ready", "get", "Readiness: 200 once every engine answers", raw=OPEN_OBJECT,
               errors={"503": "an engine is not ready, or the gateway is draining"},
+              error_body=OPEN_OBJECT,
               public=True),
 )  # fmt: skip
 
@@ -177,15 +179,11 @@ def _operation(
     if op.stream is not None:
         content["text/event-stream"] = {"schema": _event(ref[op.stream], ref[ErrorResponse])}
     responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
-    error = {"application/json": {"schema": {"$ref": ref[ErrorResponse]}}}
+    error_schema = op.error_body or {"$ref": ref[ErrorResponse]}
+    error = {"application/json": {"schema": error_schema}}
     for status, why in op.errors.items():
-        if public and status == "401":
-            continue
-        if status == "503" and op.path == "/ready":
-            responses[status] = {"description": why, "content": {"application/json":
-                                 {"schema": OPEN_OBJECT}}}  # fmt: skip
-            continue
-        responses[status] = {"description": why, "content": error}
+        if not (public and status == "401"):
+            responses[status] = {"description": why, "content": error}
     operation: dict[str, Any] = {"summary": op.summary, "responses": responses}
     if op.request is not None:
         schema: dict[str, Any] = {"$ref": ref[op.request]}

@@ -138,6 +138,7 @@ class EngineCall:
         try:
             if response.status >= 400:
                 body = await _read(response)
+                reusable = True  # read to the end: the connection can serve the next request
                 raise from_engine_body(response.status, body)
             content_type = response.headers.get("content-type", "application/json")
             if content_type.startswith("text/event-stream"):

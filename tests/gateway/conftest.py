@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,6 +40,27 @@ class Gateway:
     def client(self, key: str | None = KEYS[0], **kwargs: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def post_while_a_slot_is_held(gateway: Gateway, stream: dict[str, Any]) -> httpx.Response:
+    """Hold a slot with the streaming request `stream`, and meanwhile send it non-streaming."""
+    started = threading.Event()
+
+    def hold() -> None:
+        with (
+            gateway.client() as client,
+            client.stream("POST", "/v1/chat/completions", json=stream) as reply,
+        ):
+            started.set()
+            reply.read()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert started.wait(10)
+    with gateway.client() as client:
+        reply = client.post("/v1/chat/completions", json={**stream, "stream": False})
+    holder.join(10)
+    return reply
 
 
 GatewayFactory = Callable[..., Gateway]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from runtime.chutes import ChuteState
-from tests.gateway.conftest import KEYS, Gateway, GatewayFactory
+from tests.gateway.conftest import KEYS, Gateway, GatewayFactory, post_while_a_slot_is_held
 
 USER = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "tiny", "messages": USER}
@@ -162,22 +161,7 @@ def test_over_capacity_is_429_with_retry_after(make_gateway: GatewayFactory) -> 
     gateway = make_gateway(concurrency=1)
     slow = {"model": "loose", "messages": [{"role": "user", "content": "a b c"}],
             "stream": True, "fake_delay": 0.3}  # fmt: skip
-    started = threading.Event()
-
-    def hold_a_slot() -> None:
-        with (
-            gateway.client() as client,
-            client.stream("POST", "/v1/chat/completions", json=slow) as reply,
-        ):
-            started.set()
-            reply.read()
-
-    holder = threading.Thread(target=hold_a_slot)
-    holder.start()
-    assert started.wait(10)
-    with gateway.client() as client:
-        reply = client.post("/v1/chat/completions", json={**slow, "stream": False})
-    holder.join(10)
+    reply = post_while_a_slot_is_held(gateway, slow)
     error = assert_envelope(reply, 429)
     assert error["code"] == "concurrency_limit_exceeded"
     assert reply.headers["retry-after"] == "1"

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
-from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.gateway.conftest import Gateway, GatewayFactory, post_while_a_slot_is_held
 from tests.gateway.test_contract import CHAT, assert_envelope
 
 SLOW = {"model": "loose", "stream": True, "fake_delay": 0.2,
         "messages": [{"role": "user", "content": "a b c d"}]}  # fmt: skip
-
-
-def hold_slot(gateway: Gateway, started: threading.Event, body: dict[str, Any]) -> None:
-    with (
-        gateway.client() as client,
-        client.stream("POST", "/v1/chat/completions", json=body) as reply,
-    ):
-        started.set()
-        reply.read()
 
 
 def test_n_and_message_count_limits_are_400s_naming_them(make_gateway: GatewayFactory) -> None:
@@ -36,13 +24,7 @@ def test_n_and_message_count_limits_are_400s_naming_them(make_gateway: GatewayFa
 
 def test_a_queued_request_waits_for_the_slot_instead_of_429(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(concurrency=1, queue_size=1, queue_timeout=10)
-    started = threading.Event()
-    holder = threading.Thread(target=hold_slot, args=(gateway, started, SLOW))
-    holder.start()
-    assert started.wait(10)
-    with gateway.client() as client:
-        queued = client.post("/v1/chat/completions", json={**SLOW, "stream": False})
-    holder.join(10)
+    queued = post_while_a_slot_is_held(gateway, SLOW)
     assert queued.status_code == 200
     chute = gateway.chutes.get("loose")
     assert chute is not None and chute.admission.waiting == 0
@@ -50,13 +32,7 @@ def test_a_queued_request_waits_for_the_slot_instead_of_429(make_gateway: Gatewa
 
 def test_a_queue_that_times_out_answers_429(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(concurrency=1, queue_size=1, queue_timeout=0.2)
-    started = threading.Event()
-    holder = threading.Thread(target=hold_slot, args=(gateway, started, SLOW))
-    holder.start()
-    assert started.wait(10)
-    with gateway.client() as client:
-        reply = client.post("/v1/chat/completions", json={**SLOW, "stream": False})
-    holder.join(10)
+    reply = post_while_a_slot_is_held(gateway, SLOW)
     error = assert_envelope(reply, 429)
     assert "in the queue" in error["message"] and reply.headers["retry-after"]
 
