@@ -10,6 +10,7 @@ Heavy imports happen inside the constructors: this module is imported only by th
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -58,21 +59,24 @@ class TorchEncoder:
         torch.set_num_threads(threads)
         self.model = SentenceTransformer(path, device=device, local_files_only=True)
         self.tokenizer = self.model.tokenizer
+        self.counter = _request_side_copy(self.tokenizer)
         self.max_length = int(self.model.max_seq_length or 512)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
 
+    # token_counts and truncate run on the worker's event loop while a batch encodes in its
+    # thread; they use their own tokenizer copy (see _request_side_copy).
     def token_counts(self, texts: Sequence[str]) -> list[int]:
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        if backend is not None and backend.truncation is None:
+        backend = getattr(self.counter, "backend_tokenizer", None)
+        if backend is not None:
             # The Rust tokenizer directly: half the cost of the Python wrapper per request.
             return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=True)]
-        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        ids = self.counter(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
         return [len(i) for i in ids]
 
     def truncate(self, text: str, tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        ids = self.counter(text, add_special_tokens=False, truncation=False)["input_ids"]
         special = self.token_counts([""])[0]
-        return str(self.tokenizer.decode(ids[: max(0, tokens - special)]))
+        return str(self.counter.decode(ids[: max(0, tokens - special)]))
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         vectors = self.model.encode(
@@ -148,6 +152,22 @@ class OnnxEncoder(TorchEncoder):
         if self.normalize:
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return pooled
+
+
+def _request_side_copy(tokenizer: Any) -> Any:
+    """A tokenizer of its own for the request side, with truncation and padding off.
+
+    A fast tokenizer keeps truncation and padding as state on its Rust object and every call
+    resets them: counting on the event loop while `encode` runs in the batch thread switched
+    the batch's padding off between its set-up and its encoding ("Unable to create tensor"),
+    and could as well have switched its truncation off. Two objects share no state.
+    """
+    own = copy.deepcopy(tokenizer)
+    backend = getattr(own, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    return own
 
 
 def _by_name(model: Any, names: list[str]) -> Any:
