@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+
+from tests.support.servers import Served
+
+# Enough of a gateway's log to show an engine's traceback, which lands there line by line.
+LOG_TAIL_LINES = 80
 
 
 def _docker_engine() -> bool:
@@ -27,3 +33,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             docker = _docker_engine() if docker is None else docker
             if not docker:
                 item.add_marker(skip_docker)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test that used a running gateway shows the end of that gateway's log.
+
+    The engines' output is in it; without it a 500 from an engine in CI says nothing of why.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, Served) and value.log.exists():
+            lines = value.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"log of the gateway in fixture {name!r}", "\n".join(lines)))
