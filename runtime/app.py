@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from runtime.access import AccessLog
 from runtime.auth import AuthMiddleware, public_routes
 from runtime.chutes import ChuteSet
 from runtime.dispatch import DirectRoutes
@@ -92,6 +93,7 @@ def create_app(
     """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings)."""
 
     metrics = Metrics(chutes) if settings.metrics else None
+    access_log = AccessLog() if settings.access_log else None
     timeouts = UpstreamTimeouts(
         connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout or None
     )
@@ -114,6 +116,8 @@ def create_app(
             yield {"gateway": gateway}
         finally:
             chutes.draining = True
+            if access_log is not None:
+                access_log.flush()
             if supervisor is not None:
                 await supervisor.stop()
             await upstream.close()
@@ -123,7 +127,7 @@ def create_app(
     if metrics is not None:
         routes.append(metrics_route(metrics))
     middleware = [
-        Middleware(ObserveMiddleware, metrics=metrics, access_log=settings.access_log),
+        Middleware(ObserveMiddleware, metrics=metrics, access_log=access_log),
         Middleware(InvocationMiddleware),
     ]
     if settings.cors_origins:

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, its time formatted as logging's default does, the date part once a second."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._stamp = (-1, "")  # one tuple: read and replaced whole, also across threads
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second, stamp = self._stamp
+        if int(record.created) != second:
+            stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._stamp = (int(record.created), stamp)
+        return f"{stamp},{int(record.msecs):03d}"  # logging's default_msec_format
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
 
 
 class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -73,7 +92,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()

@@ -1,4 +1,4 @@
-"""Per-request observation: the access log line, request metrics, and `Server-Timing`.
+"""Per-request observation: the access log entry, request metrics, and `Server-Timing`.
 
 Pure ASGI. It runs outside the invocation middleware, so its log line can name the
 invocation id and the status the client really got. What the route learned (the chute, the
@@ -7,15 +7,14 @@ engine's share of the time, the usage) arrives through the request's ASGI state.
 
 from __future__ import annotations
 
-import logging
 from time import perf_counter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.access import AccessLog
 from runtime.metrics import Metrics
 
-access = logging.getLogger("chutebox.access")
 # nginx's code for "client closed the request": what a disconnect is counted as.
 CLIENT_CLOSED = 499
 # Paths the metrics count under their own name; anything else (404s, scans) is "other", so a
@@ -26,7 +25,7 @@ OTHER = "other"
 class ObserveMiddleware:
     """Count, time and log every HTTP request; stamp `Server-Timing` on every reply."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None, access_log: AccessLog | None) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
@@ -60,8 +59,8 @@ class ObserveMiddleware:
         path = getattr(route, "path", OTHER) if route is not None else OTHER
         if self.metrics is not None:
             self.metrics.answered(chute, path, status, elapsed)
-        if self.access_log and access.isEnabledFor(logging.INFO):
-            log_access(scope, state, status, elapsed)
+        if self.access_log is not None:
+            self.access_log.add(scope, state, status, elapsed)
 
 
 def server_timing(state: dict[str, Any], started: float) -> tuple[bytes, bytes]:
@@ -72,26 +71,3 @@ def server_timing(state: dict[str, Any], started: float) -> tuple[bytes, bytes]:
         return (b"server-timing", f"gateway;dur={total * 1000:.3f}".encode())
     value = f"gateway;dur={(total - engine) * 1000:.3f}, engine;dur={engine * 1000:.3f}"
     return (b"server-timing", value.encode())
-
-
-def log_access(scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
-    client = scope.get("client")
-    usage = state.get("usage")
-    fields: dict[str, Any] = {
-        "client": f"{client[0]}:{client[1]}" if client else "-",
-        "method": scope["method"],
-        "path": scope["path"],
-        "status": status,
-        "duration_ms": round(elapsed * 1000, 3),
-        "chute": state.get("chute", "-"),
-        "invocation_id": state.get("invocation_id", "-"),
-    }
-    if usage is not None:
-        fields["prompt_tokens"] = usage.prompt_tokens
-        fields["completion_tokens"] = usage.completion_tokens
-    tokens = f" tokens={usage.prompt_tokens}+{usage.completion_tokens}" if usage else ""
-    access.info(
-        '%s "%s %s" %d %.1fms chute=%s%s id=%s',
-        fields["client"], fields["method"], fields["path"], status, elapsed * 1000,
-        fields["chute"], tokens, fields["invocation_id"], extra={"fields": fields},
-    )  # fmt: skip

@@ -7,7 +7,7 @@ import io
 import json
 import logging
 
-from runtime.logs import BatchingHandler, JsonFormatter
+from runtime.logs import TEXT_FORMAT, BatchingHandler, JsonFormatter, TextFormatter
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:
@@ -45,3 +45,12 @@ def test_without_an_event_loop_lines_go_out_at_once() -> None:
     stream = io.StringIO()
     BatchingHandler(stream).handle(record("alone"))
     assert stream.getvalue() == "alone\n"
+
+
+def test_text_lines_read_as_loggings_own_formatter_writes_them() -> None:
+    ours, reference = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    # Within one second (the cached date part), across seconds, and back again.
+    for created in (1700000000.0, 1700000000.9995, 1700000001.0004, 1700000000.5, 1800000000.25):
+        entry = record("hello")
+        entry.created, entry.msecs = created, (created - int(created)) * 1000
+        assert ours.format(entry) == reference.format(entry)

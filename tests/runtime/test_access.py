@@ -1,0 +1,104 @@
+"""The access log's batches: when entries become records, and what each record says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from runtime.access import AccessLog
+from runtime.usage import Usage
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.flushes = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def logger_with(handler: logging.Handler, name: str, level: int = logging.INFO) -> logging.Logger:
+    logger = logging.getLogger(f"test.access.{name}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(level)
+    return logger
+
+
+def scope(path: str = "/v1/chat/completions") -> dict[str, Any]:
+    return {"client": ("127.0.0.1", 5123), "method": "POST", "path": path}
+
+
+def test_a_full_batch_is_logged_at_once_each_record_with_its_own_request() -> None:
+    async def scenario() -> tuple[list[int], Collect]:
+        handler = Collect()
+        log = AccessLog(logger_with(handler, "full"), capacity=3, interval=60)
+        seen = []
+        for i in range(3):
+            state = {"chute": "tiny", "invocation_id": f"id-{i}", "usage": Usage(i, 2 * i)}
+            log.add(scope(), state, 200 + i, 0.0015)
+            seen.append(len(handler.records))
+        return seen, handler
+
+    seen, handler = asyncio.run(scenario())
+    assert seen == [0, 0, 3]
+    assert handler.flushes == 1  # one write for the batch where the handler batches
+    first, _, last = handler.records
+    assert first.getMessage() == (
+        '127.0.0.1:5123 "POST /v1/chat/completions" 200 1.5ms chute=tiny tokens=0+0 id=id-0'
+    )
+    fields: dict[str, Any] = last.fields  # type: ignore[attr-defined]
+    assert fields == {
+        "client": "127.0.0.1:5123", "method": "POST", "path": "/v1/chat/completions",
+        "status": 202, "duration_ms": 1.5, "chute": "tiny", "invocation_id": "id-2",
+        "prompt_tokens": 2, "completion_tokens": 4,
+    }  # fmt: skip
+
+
+def test_a_lone_entry_is_logged_when_the_interval_ends_with_the_time_its_request_ended() -> None:
+    async def scenario() -> tuple[float, list[logging.LogRecord], list[logging.LogRecord]]:
+        handler = Collect()
+        log = AccessLog(logger_with(handler, "timer"), capacity=64, interval=0.05)
+        wall = time.time()
+        log.add(scope(), {}, 404, 0.01)
+        before = list(handler.records)
+        for _ in range(200):
+            if handler.records:
+                break
+            await asyncio.sleep(0.01)
+        return wall, before, handler.records
+
+    wall, before, after = asyncio.run(scenario())
+    assert before == [] and len(after) == 1
+    record = after[0]
+    assert record.getMessage() == (
+        '127.0.0.1:5123 "POST /v1/chat/completions" 404 10.0ms chute=- id=-'
+    )
+    assert abs(record.created - wall) < 0.04  # the request's time, not the batch's (≥ 50 ms on)
+    assert record.msecs == (record.created - int(record.created)) * 1000
+
+
+def test_a_percent_sign_in_a_path_is_logged_as_it_is() -> None:
+    handler = Collect()
+    log = AccessLog(logger_with(handler, "percent"), capacity=1)
+    asyncio.run(_add(log, scope("/v1/%s%d%(x)s")))
+    assert '"POST /v1/%s%d%(x)s" 200' in handler.records[0].getMessage()
+
+
+def test_nothing_is_kept_when_the_logger_does_not_log_info() -> None:
+    handler = Collect()
+    log = AccessLog(logger_with(handler, "quiet", logging.WARNING), capacity=1)
+    asyncio.run(_add(log, scope()))
+    log.flush()
+    assert handler.records == [] and handler.flushes == 0
+
+
+async def _add(log: AccessLog, request: dict[str, Any]) -> None:
+    log.add(request, {}, 200, 0.001)
