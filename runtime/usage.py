@@ -7,9 +7,14 @@ object is near the end of both, so only the text from its last `"usage"` key on 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
+import orjson
+
 _KEY = b'"usage"'
+# The usual shape: a flat object (vLLM's `prompt_tokens_details` is null unless it caches).
+_FLAT = re.compile(rb"\s*:\s*(\{[^{}]*\})")
 _DECODER = json.JSONDecoder()
 
 
@@ -26,16 +31,29 @@ def find_usage(data: bytes) -> Usage | None:
     at = data.rfind(_KEY)
     if at < 0:
         return None
-    text = data[at + len(_KEY) :].decode("utf-8", "replace").lstrip()
-    if not text.startswith(":"):
-        return None
-    try:
-        value, _ = _DECODER.raw_decode(text[1:].lstrip())
-    except ValueError:
-        return None
+    value = _flat(data, at + len(_KEY))
+    if value is None:
+        text = data[at + len(_KEY) :].decode("utf-8", "replace").lstrip()
+        if not text.startswith(":"):
+            return None
+        try:
+            value, _ = _DECODER.raw_decode(text[1:].lstrip())
+        except ValueError:
+            return None
     if not isinstance(value, dict):
         return None
     prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     return Usage(prompt, completion)
+
+
+def _flat(data: bytes, at: int) -> object:
+    """The value at `at` when it is a flat object, parsed; else None (the slow path decides)."""
+    match = _FLAT.match(data, at)
+    if match is None:
+        return None
+    try:
+        return orjson.loads(match.group(1))
+    except ValueError:
+        return None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from runtime import fastjson
 from runtime.errors import InvalidRequestError
 from runtime.protocol.common import ParamError
 
@@ -17,8 +17,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidRequestError("the request body is empty; send a JSON object")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = fastjson.loads(body)
+    except ValueError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
+from runtime import fastjson
 from runtime.chutes import Chute
 from runtime.errors import EngineUnavailableError, InvalidRequestError
 from runtime.gateway import Gateway, Limits, header, read_body
@@ -106,7 +106,7 @@ async def forward(
         gateway.upstream,
         endpoint,
         path,
-        json.dumps(body).encode(),
+        fastjson.dumps(body),
         headers=chute.admission.headers,
         on_done=done,
         abort=abort,

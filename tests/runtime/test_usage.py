@@ -27,3 +27,12 @@ def test_no_usage_or_a_broken_one_is_none() -> None:
     assert find_usage(b'data: {"usage": null}\n\n') is None
     assert find_usage(b'data: {"usage": {"prompt_tokens": 3, "comp') is None
     assert find_usage(b'{"text": "the word \\"usage\\" in a reply"}') is None
+
+
+def test_nested_usage_details_and_odd_spacing_are_read_too() -> None:
+    body = (b'{"usage" :\n {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2},'
+            b' "completion_tokens": 4}}')  # fmt: skip
+    assert find_usage(body) == Usage(5, 4)
+    assert find_usage(b'{"usage": {"prompt_tokens": 5, "note": "}", "completion_tokens": 1}}') == (
+        Usage(5, 1)
+    )

@@ -1,0 +1,32 @@
+"""JSON on the request path: orjson where it gives the same result as the standard library.
+
+orjson parses and writes a chat request several times faster than `json`, which shows on the
+relay path. It differs from `json` only at the edges of integers: it parses an integer past
+64 bits as a float, and cannot write one. A body with a run of 19 or more digits (where such
+an integer would be) is therefore parsed by `json`, and anything orjson cannot write is
+written by `json`, so no number ever changes on its way through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def loads(data: bytes) -> Any:
+    """Parse JSON; ValueError (UnicodeDecodeError included) if it is not valid JSON."""
+    if _LONG_DIGITS.search(data):
+        return json.loads(data)
+    return orjson.loads(data)
+
+
+def dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer past 64 bits
+        return json.dumps(value).encode()
