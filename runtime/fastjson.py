@@ -21,8 +21,13 @@ _LONG_DIGITS = re.compile(rb"\d{19}")
 def loads(data: bytes) -> Any:
     """Parse JSON; ValueError (UnicodeDecodeError included) if it is not valid JSON."""
     if _LONG_DIGITS.search(data):
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json)
     return orjson.loads(data)
+
+
+def _not_json(name: str) -> Any:
+    # The standard library reads NaN and Infinity, which JSON has not (and orjson refuses).
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def dumps(value: Any) -> bytes:
