@@ -3,9 +3,11 @@
     python bench/proxy.py [--duration 10] [--no-litellm] [--no-vllm] [--profile]
 
 Servers run pinned to core 1 (taskset), the load generator (wrk) and this script on core 0.
-One run measures, side by side: non-streaming latency p50/p99 at concurrency 1, 32 and 64,
-requests/s at 64, CPU per request of each server process, and time to first byte and total
-time of a 1,000-chunk stream with the gateway's CPU per event. Then the real tiny vLLM engine,
+One run measures, side by side (with `bench/floor.py`, a bare relay on the same server and
+engine client, as the floor of what a gateway on this stack can cost): non-streaming latency
+p50/p99 at concurrency 1, 32 and 64, requests/s at 64, CPU per request of each server
+process, and time to first byte and total time of a 1,000-chunk stream with the gateway's CPU
+per event. Then the real tiny vLLM engine,
 directly and through chutebox (vLLM on core 1, the gateway beside the load generator on core 0:
 vLLM's CPU build keeps its own core busy). chutebox runs its real request path
 (`bench/relay.py`): auth, admission, validation, routing, usage accounting, metrics and the
@@ -70,7 +72,7 @@ class Server:
 def start(name: str, argv: list[str], port: int, auth: str, health: str,
           env: dict[str, str] | None = None, timeout: float = 120,
           cpu: str = "1") -> Server:  # fmt: skip
-    log = (RESULTS / f"proxy-{name}.log").open("wb")
+    log = (RESULTS / f"proxy-{name.replace(' ', '-')}.log").open("wb")
     proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                             start_new_session=True)  # fmt: skip
@@ -189,6 +191,12 @@ def relay(name: str, upstream: str, upstream_key: str, model: str, cpu: str = "1
     return server
 
 
+def floor_relay(upstream: str) -> Server:
+    port = free_port()
+    argv = [sys.executable, "bench/floor.py", "--port", str(port), "--upstream", upstream]
+    return start("minimal relay", argv, port, "Bearer none", "/ready")
+
+
 def fake_upstream() -> Server:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--port", str(port),
@@ -283,12 +291,14 @@ def main() -> None:
     try:
         upstream = fake_upstream()
         servers.append(upstream)
+        floor = floor_relay(upstream.base_url)
+        servers.append(floor)
         chutebox = relay("chutebox", upstream.base_url, "none", "bench")
         servers.append(chutebox)
         litellm = None if args.no_litellm else litellm_server(upstream.base_url, free_port())
         if litellm is not None:
             servers.append(litellm)
-        rows = [upstream, chutebox, *([litellm] if litellm else [])]
+        rows = [upstream, floor, chutebox, *([litellm] if litellm else [])]
         for server in rows:
             print(f"measuring {server.name}", flush=True)
             measure(server, args.duration, args.stream_runs, CHAT)
