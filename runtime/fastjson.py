@@ -1,10 +1,11 @@
 """JSON on the request path: orjson where it gives the same result as the standard library.
 
 orjson parses and writes a chat request several times faster than `json`, which shows on the
-relay path. It differs from `json` only at the edges of integers: it parses an integer past
-64 bits as a float, and cannot write one. A body with a run of 19 or more digits (where such
-an integer would be) is therefore parsed by `json`, and anything orjson cannot write is
-written by `json`, so no number ever changes on its way through.
+relay path. Where the two differ: orjson parses an integer past 64 bits as a float and cannot
+write one, so a body with a run of 19 or more digits (where such an integer would be) is parsed
+by `json`, and anything orjson cannot write is written by `json`; no number changes on its way
+through. And orjson refuses NaN, Infinity and lone surrogates, which are not JSON; the `json`
+path refuses NaN and Infinity too (a 400 either way).
 """
 
 from __future__ import annotations
