@@ -51,8 +51,10 @@ class JsonFormatter(logging.Formatter):
 
 class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes its lines in batches: when `capacity` are waiting or `interval` seconds after the
-    first, whichever comes first. For the access log, where a write per request would be a
-    measurable share of a relayed request; everything else is written at once."""
+    first, whichever comes first, or when flushed. For the access log, where a write per
+    request would be a measurable share of a relayed request; everything else is written at
+    once. runtime.access flushes it after each batch of records it makes, so there one write
+    carries a batch; capacity and timer bound the lines logged there any other way."""
 
     def __init__(self, stream: Any, capacity: int = 64, interval: float = 0.2) -> None:
         super().__init__(stream)
