@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -205,6 +206,30 @@ def fake_upstream() -> Server:
     return start("direct", argv, port, "Bearer none", "/health")
 
 
+def fake_upstream_on_socket() -> Server:
+    """The same fake upstream on a Unix socket, as chutebox runs its engines by default."""
+    path = str(Path(tempfile.mkdtemp(prefix="chutebox-bench-")) / "upstream.sock")
+    argv = ["taskset", "-c", "1", sys.executable, "-m", "uvicorn", "bench.upstream:app",
+            "--uds", path, "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--log-level", "warning"]  # fmt: skip
+    log = (RESULTS / "proxy-upstream-unix.log").open("wb")
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    transport = httpx.HTTPTransport(uds=path)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with httpx.Client(transport=transport, base_url="http://upstream") as client:
+                if client.get("/health").status_code == 200:
+                    break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("the fake upstream did not start on its socket")
+        time.sleep(0.2)
+    return Server("direct (unix socket)", "unix:" + path, proc, "Bearer none")
+
+
 def vllm_engine(folder: Path) -> Server:
     from tests.support.tiny_llama import build_tiny_llama
 
@@ -295,10 +320,15 @@ def main() -> None:
         servers.append(floor)
         chutebox = relay("chutebox", upstream.base_url, "none", "bench")
         servers.append(chutebox)
+        socket_upstream = fake_upstream_on_socket()
+        servers.append(socket_upstream)
+        on_socket = relay("chutebox, engine on a Unix socket", socket_upstream.base_url, "none",
+                          "bench")  # fmt: skip
+        servers.append(on_socket)
         litellm = None if args.no_litellm else litellm_server(upstream.base_url, free_port())
         if litellm is not None:
             servers.append(litellm)
-        rows = [upstream, floor, chutebox, *([litellm] if litellm else [])]
+        rows = [upstream, floor, chutebox, on_socket, *([litellm] if litellm else [])]
         for server in rows:
             print(f"measuring {server.name}", flush=True)
             measure(server, args.duration, args.stream_runs, CHAT)

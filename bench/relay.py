@@ -14,17 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import uvicorn
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engines.registry import load_backend  # noqa: E402
 from runtime.admission import Admission  # noqa: E402
 from runtime.app import create_app  # noqa: E402
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
-from runtime.server import DrainingServer  # noqa: E402
+from runtime.registry import load_backend  # noqa: E402
+from runtime.server import DrainingServer, server_config  # noqa: E402
 from runtime.settings import ChuteSettings, Settings  # noqa: E402
 
 KEY = "bench-key"
@@ -53,15 +51,13 @@ def main() -> None:
                   admission=Admission(args.concurrency), replicas=[replica],
                   phase=ChuteState.STARTING)  # fmt: skip
     overrides = dict(item.split("=", 1) for item in args.set)
-    settings = Settings.model_validate({"chutes": (), "port": args.port, **overrides})
+    settings = Settings.model_validate({"chutes": (), "port": args.port, "host": "127.0.0.1",
+                                        **overrides})  # fmt: skip
     configure_logging(settings.log_level, settings.log_format)
     chutes = ChuteSet([chute])
     app = create_app(settings, chutes, api_keys=() if args.no_auth else (KEY,))
-    # The same server and options `chutebox serve` uses.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=args.port, log_config=None, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=2,
-    )  # fmt: skip
+    # The same server and options `chutebox serve` uses (header and body timeouts included).
+    config = server_config(app, settings)
     DrainingServer(config, chutes, settings.shutdown_timeout).run()
 
 

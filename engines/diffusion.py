@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engines.base import IMAGES
 from engines.worker import WorkerBackend
+from runtime.backend import IMAGES
 
 
 class DiffusersBackend(WorkerBackend):
@@ -16,6 +16,3 @@ class DiffusersBackend(WorkerBackend):
     single_file_suffixes = frozenset({".safetensors", ".ckpt"})
     module = "diffusers"
     install_hint = "pip install 'chutebox[images]'"
-
-    def accepted_fields(self, route: str) -> frozenset[str] | None:
-        return frozenset()  # the request schemas are closed, as Chutes' gateway is

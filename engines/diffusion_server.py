@@ -1,9 +1,10 @@
 """chutebox's image worker: a diffusers pipeline behind `/generate` and `/v1/images/generations`.
 
-Run as `python -m engines.diffusion_server --model PATH --served-model-name NAME --api-key KEY
---port P`. `/generate` answers raw JPEG bytes (quality 85) as the Chutes diffusion template
-does; `/v1/images/generations` answers OpenAI's JSON with base64 PNGs. One generation runs at a
-time (the gateway's concurrency bounds the queue); the same seed gives the same bytes.
+Run as `CHUTEBOX_ENGINE_KEY=KEY python -m engines.diffusion_server --model PATH
+--served-model-name NAME --uds SOCKET` (or `--port P`). `/generate` answers raw JPEG bytes
+(quality 85) as the Chutes diffusion template does; `/v1/images/generations` answers OpenAI's
+JSON with base64 PNGs. One generation runs at a time (the gateway's concurrency bounds the
+queue); the same seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -19,12 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engines.worker import authorized, error_body, model_list, unauthorized, worker_parser
+from engines.worker import (
+    authorized,
+    error_body,
+    model_list,
+    openapi_document,
+    parse_worker_args,
+    serve,
+    unauthorized,
+    worker_parser,
+)
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.images import GenerateRequest, ImageGenerationRequest
 from runtime.protocol.validation import parse_body, validate
@@ -90,8 +101,16 @@ class DiffusionWorker:
             Route("/v1/models", self.models),
             Route("/generate", self.generate, methods=["POST"]),
             Route("/v1/images/generations", self.images, methods=["POST"]),
+            Route("/openapi.json", self.openapi),
         ]
         return Starlette(routes=routes)
+
+    async def openapi(self, request: Request) -> Response:
+        bodies: dict[str, type[BaseModel]] = {
+            "/generate": GenerateRequest,
+            "/v1/images/generations": ImageGenerationRequest,
+        }
+        return JSONResponse(openapi_document("chutebox image worker", bodies, {}))
 
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -172,14 +191,13 @@ class DiffusionWorker:
 
 def main(argv: Sequence[str] | None = None) -> None:
     import torch
-    import uvicorn
 
-    args = worker_parser("engines.diffusion_server").parse_args(argv)
+    args = parse_worker_args(worker_parser("engines.diffusion_server"), argv)
     torch.set_num_threads(args.threads)
     pipeline = load_pipeline(args.model, args.device)
     worker = DiffusionWorker(pipeline, args.device, args.served_model_name, args.api_key,
                              args.model)  # fmt: skip
-    uvicorn.run(worker.app(), host=args.host, port=args.port, log_level="warning")
+    serve(worker.app(), args)
 
 
 if __name__ == "__main__":

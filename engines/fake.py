@@ -6,7 +6,8 @@ ask for behaviour tests need through extension fields: `fake_delay` (seconds bet
 chunks or before a non-streamed reply) and the prompt marker `FAIL_MIDSTREAM` (the stream
 breaks off after two chunks).
 
-Run it as `python -m engines.fake --port P --api-key K --served-model-name NAME`.
+Run it as `CHUTEBOX_ENGINE_KEY=K python -m engines.fake --port P --served-model-name NAME`
+(or `--uds SOCKET`).
 """
 
 from __future__ import annotations
@@ -19,18 +20,37 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from engines.base import CHAT, COMPLETIONS, TOKENIZE, AbortCall, LaunchRequest, LaunchSpec
+from engines.worker import listen_args, openapi_document, parse_worker_args, serve
+from runtime.backend import (
+    CHAT,
+    COMPLETIONS,
+    ENGINE_KEY_ENV,
+    TOKENIZE,
+    AbortCall,
+    LaunchRequest,
+    LaunchSpec,
+    ParallelSizes,
+)
+from runtime.protocol.chat import ChatCompletionRequest
+from runtime.protocol.completions import CompletionRequest
+from runtime.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 
 MAX_MODEL_LEN = 512
+# What the fake publishes in its /openapi.json, as vLLM does: the OpenAI fields less a few it
+# does not know (vLLM 0.32 names none of these three either), plus extensions of vLLM's it
+# takes (and ignores) and its own test knobs.
+UNKNOWN_OPENAI_FIELDS = ("store", "metadata", "service_tier")
+EXTENSIONS = ("top_k", "min_p", "ignore_eos", "chat_template_kwargs", "rid", "fake_delay")
 
 
 class FakeBackend:
-    """Backend for the fake engine; accepts any request field."""
+    """Backend for the fake engine."""
 
     name = "fake"
     capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE})
@@ -39,6 +59,7 @@ class FakeBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = False
+    unix_socket = True
     module = "engines.fake"
     install_hint = "pip install chutebox"
     request_id_field: str | None = None
@@ -46,19 +67,18 @@ class FakeBackend:
     def check_args(self, args: Sequence[str]) -> None:
         return None
 
+    def parallel_sizes(self, args: Sequence[str]) -> ParallelSizes:
+        return ParallelSizes()
+
     def launch(self, request: LaunchRequest) -> LaunchSpec:
         argv = (
             request.python, "-m", "engines.fake",
-            "--host", request.host, "--port", str(request.port),
-            "--api-key", request.api_key,
+            *listen_args(request),
             "--served-model-name", request.served_name,
             "--model", request.model_path,
             *request.engine_args,
         )  # fmt: skip
-        return LaunchSpec(argv=argv)
-
-    def accepted_fields(self, route: str) -> frozenset[str] | None:
-        return None
+        return LaunchSpec(argv=argv, env={ENGINE_KEY_ENV: request.api_key})
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         return None
@@ -94,6 +114,7 @@ class FakeEngine:
         self.created = int(time.time())
         self.stats: dict[str, Any] = {
             "streams_active": 0, "streams_abandoned": 0, "requests": 0, "aborted": [],
+            "last_body": None,
         }  # fmt: skip
 
     def app(self) -> Starlette:
@@ -106,8 +127,24 @@ class FakeEngine:
             Route("/detokenize", self.detokenize, methods=["POST"]),
             Route("/fake/stats", self.get_stats),
             Route("/abort_request", self.abort_request, methods=["POST"]),
+            Route("/openapi.json", self.openapi),
         ]
         return Starlette(routes=routes)
+
+    async def openapi(self, request: Request) -> Response:
+        bodies: dict[str, type[BaseModel]] = {
+            "/v1/chat/completions": ChatCompletionRequest,
+            "/v1/completions": CompletionRequest,
+            "/tokenize": TokenizeRequest,
+            "/detokenize": DetokenizeRequest,
+        }
+        document = openapi_document("fake engine", bodies,
+                                    dict.fromkeys(bodies, EXTENSIONS))  # fmt: skip
+        for operation in document["paths"].values():
+            schema = operation["post"]["requestBody"]["content"]["application/json"]["schema"]
+            for name in UNKNOWN_OPENAI_FIELDS:
+                schema["properties"].pop(name, None)
+        return JSONResponse(document)
 
     def _authorized(self, request: Request) -> bool:
         # `--api-key ""` plays an engine whose authentication was switched off.
@@ -118,6 +155,7 @@ class FakeEngine:
             return JSONResponse({"error": "Unauthorized"}, status_code=401)
         self.stats["requests"] += 1
         body = await request.json()
+        self.stats["last_body"] = body
         if body.get("model") != self.served_name:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
         return dict(body)
@@ -281,21 +319,21 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(prog="python -m engines.fake")
+    parser = argparse.ArgumentParser(
+        prog="python -m engines.fake", epilog=f"The API key is read from ${ENGINE_KEY_ENV}."
+    )
+    parser.add_argument("--uds", help="listen on this Unix socket instead of --host/--port")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--served-model-name", required=True)
     parser.add_argument("--model", default="fake")
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--no-auth", action="store_true", help="answer without checking the key")
-    args = parser.parse_args(argv)
+    args = parse_worker_args(parser, argv, key_required=False)
     if args.startup_delay:
         time.sleep(args.startup_delay)
     engine = FakeEngine(args.served_model_name, "" if args.no_auth else args.api_key, args.model)
-    uvicorn.run(engine.app(), host=args.host, port=args.port, log_level="warning")
+    serve(engine.app(), args)
 
 
 if __name__ == "__main__":

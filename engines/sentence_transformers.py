@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engines.base import EMBEDDINGS, LaunchRequest
 from engines.worker import WorkerBackend
+from runtime.backend import EMBEDDINGS, LaunchRequest
 
 
 class SentenceTransformersBackend(WorkerBackend):
@@ -18,6 +18,3 @@ class SentenceTransformersBackend(WorkerBackend):
 
     def extra_args(self, request: LaunchRequest) -> tuple[str, ...]:
         return ("--cache-dir", request.cache_dir) if request.cache_dir else ()
-
-    def accepted_fields(self, route: str) -> frozenset[str] | None:
-        return frozenset({"truncate_prompt_tokens"}) if route == EMBEDDINGS else None

@@ -1,9 +1,12 @@
 """Sentence-transformers models behind one small interface, on torch or ONNX Runtime.
 
-Both encoders run the model's own pipeline: its transformer, its pooling (mean, CLS or last
-token, as the model's Pooling module says) and its Normalize module when it has one. The ONNX
-encoder exports the transformer itself with `torch.onnx` (once, into a cache folder) and pools
-in numpy, so its vectors match the torch ones to float precision.
+Both encoders run the model's own pipeline. The torch one calls sentence-transformers. The
+ONNX one exports the transformer with `torch.onnx` (once, into a cache folder) and runs the
+modules after it in numpy: Pooling (mean, CLS or last token), Dense (its weights, with an
+identity, tanh, ReLU or sigmoid activation, as LaBSE has) and Normalize. A model with any
+other module after its transformer is refused at startup, naming the module, rather than
+served with vectors that skip it; and the export is checked against torch on sample texts
+before it is used (equal within 1e-5, or refused).
 
 Heavy imports happen inside the constructors: this module is imported only by the worker.
 """
@@ -13,7 +16,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +26,11 @@ import numpy.typing as npt
 
 log = logging.getLogger("chutebox.st")
 Vectors = npt.NDArray[np.float32]
+# Run after the transformer as (pooled vectors, attention mask) -> vectors.
+Step = Callable[[Vectors, Vectors], Vectors]
+# Texts the ONNX export is checked against torch with; of different lengths, so padding counts.
+CHECK_TEXTS = ("a", "The capital of France is Paris.", "one two three four five six seven")
+CHECK_TOLERANCE = 1e-5
 
 
 class Encoder(Protocol):
@@ -95,7 +104,7 @@ class OnnxEncoder(TorchEncoder):
         except ImportError as exc:
             raise _install_hint(exc) from exc
         self.pooling = _pooling_mode(self.model)
-        self.normalize = any(type(m).__name__ == "Normalize" for m in self.model)
+        self.steps = pipeline_steps(list(self.model)[1:], self.pooling)
         onnx_file = self._export(path, cache_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -105,6 +114,17 @@ class OnnxEncoder(TorchEncoder):
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(onnx_file), options, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self._check_against_torch()
+
+    def _check_against_torch(self) -> None:
+        want = super().encode(CHECK_TEXTS)
+        got = self.encode(CHECK_TEXTS)
+        worst = float(np.max(np.abs(want - got))) if want.shape == got.shape else float("inf")
+        if worst > CHECK_TOLERANCE:
+            raise ValueError(
+                f"--backend onnx: this model's ONNX pipeline differs from torch by {worst:.2g} "
+                f"(over {CHECK_TOLERANCE:g}); use --backend torch"
+            )
 
     def _export(self, path: str, cache_dir: Path) -> Path:
         import torch
@@ -126,7 +146,11 @@ class OnnxEncoder(TorchEncoder):
         axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
         log.info("exporting %s to ONNX (once) into %s", path, target)
         partial = target.with_suffix(".partial")
-        with torch.no_grad():
+        # The TorchScript exporter, on purpose (the torch.export-based default needs onnxscript);
+        # it warns that it is the legacy one, and tracer warnings about shape checks. What it
+        # produced is checked against torch before it is used (_check_against_torch).
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 transformer,
                 tuple(sample[n] for n in names),
@@ -146,12 +170,11 @@ class OnnxEncoder(TorchEncoder):
             return_tensors="np",
         )  # fmt: skip
         feed = {name: features[name].astype(np.int64) for name in self.inputs}
-        hidden = self.session.run(None, feed)[0].astype(np.float32)
+        vectors: Vectors = np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
         mask = features["attention_mask"].astype(np.float32)
-        pooled = _pool(hidden, mask, self.pooling)
-        if self.normalize:
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return pooled
+        for step in self.steps:
+            vectors = step(vectors, mask)
+        return vectors
 
 
 def _request_side_copy(tokenizer: Any) -> Any:
@@ -193,6 +216,69 @@ def _pooling_mode(model: Any) -> str:
     if mode not in ("mean", "cls", "lasttoken"):
         raise ValueError(f"--backend onnx supports mean, cls and lasttoken pooling, not {mode}")
     return mode
+
+
+def pipeline_steps(modules: Sequence[Any], pooling: str) -> list[Step]:
+    """The modules after the transformer as numpy steps; ValueError naming the first module
+    (or option) the ONNX path cannot run."""
+    steps: list[Step] = []
+    for module in modules:
+        kind = type(module).__name__
+        if kind == "Pooling":
+            steps.append(lambda hidden, mask: _pool(hidden, mask, pooling))
+        elif kind == "Dense":
+            steps.append(_dense(module))
+        elif kind == "Normalize" and _on_sentence_embedding(module):
+            steps.append(lambda vectors, _: _normalize(vectors))
+        else:
+            raise ValueError(f"--backend onnx cannot run this model's {kind} module; serve it "
+                             "with --backend torch")  # fmt: skip
+    return steps
+
+
+def _on_sentence_embedding(module: Any) -> bool:
+    names = (getattr(module, "module_input_name", "sentence_embedding"),
+             getattr(module, "module_output_name", None) or "sentence_embedding")  # fmt: skip
+    return names == ("sentence_embedding", "sentence_embedding")
+
+
+_ACTIVATIONS: dict[str, Callable[[Vectors], Vectors]] = {
+    "Identity": lambda x: x,
+    "Tanh": np.tanh,
+    "ReLU": lambda x: np.maximum(x, 0),
+    "Sigmoid": lambda x: np.asarray(1 / (1 + np.exp(-x)), dtype=np.float32),
+}
+
+
+def _dense(module: Any) -> Step:
+    activation = type(module.activation_function).__name__
+    if activation not in _ACTIVATIONS or not _on_sentence_embedding(module):
+        what = f"a {activation} activation" if activation not in _ACTIVATIONS else "its inputs"
+        raise ValueError(f"--backend onnx cannot run this model's Dense module ({what}); serve "
+                         "it with --backend torch")  # fmt: skip
+    weight = module.linear.weight.detach().cpu().numpy().astype(np.float32).T
+    bias = module.linear.bias
+    offset = bias.detach().cpu().numpy().astype(np.float32) if bias is not None else 0.0
+    act = _ACTIVATIONS[activation]
+    residual = getattr(module, "use_residual", False)
+    shortcut = getattr(module, "residual", None)
+    skip = (shortcut.weight.detach().cpu().numpy().astype(np.float32).T
+            if residual and shortcut is not None else None)  # fmt: skip
+
+    def dense(vectors: Vectors, mask: Vectors) -> Vectors:
+        out = np.asarray(act(vectors @ weight + offset), dtype=np.float32)
+        if residual:
+            out = out + (vectors if skip is None else vectors @ skip)
+        return out
+
+    return dense
+
+
+def _normalize(vectors: Vectors) -> Vectors:
+    return np.asarray(
+        vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12),
+        dtype=np.float32,
+    )
 
 
 def _pool(hidden: Vectors, mask: Vectors, mode: str) -> Vectors:

@@ -1,7 +1,8 @@
 """chutebox's embedding worker: a sentence-transformers model behind `/v1/embeddings`.
 
-Run as `python -m engines.st_server --model PATH --served-model-name NAME --api-key KEY --port P`.
-Like every engine it listens on loopback with its own key and is supervised by the gateway.
+Run as `CHUTEBOX_ENGINE_KEY=KEY python -m engines.st_server --model PATH --served-model-name NAME
+--uds SOCKET` (or `--port P`). Like every engine it listens where only chutebox reaches it, with
+its own key, and is supervised by the gateway.
 Concurrent requests are batched dynamically (`--max-batch-size`, `--max-wait-ms`); limits are
 the model's own (its maximum sequence length, its dimension) and give 400s naming the input.
 """
@@ -26,7 +27,16 @@ from starlette.routing import Route
 
 from engines.batching import Batcher
 from engines.st_encoders import Encoder, OnnxEncoder, TorchEncoder, Vectors
-from engines.worker import authorized, error_body, model_list, unauthorized, worker_parser
+from engines.worker import (
+    authorized,
+    error_body,
+    model_list,
+    openapi_document,
+    parse_worker_args,
+    serve,
+    unauthorized,
+    worker_parser,
+)
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.embeddings import EmbeddingRequest
 from runtime.protocol.validation import parse_body, validate
@@ -61,8 +71,14 @@ class EmbeddingWorker:
             Route("/health", self.health),
             Route("/v1/models", self.models),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/openapi.json", self.openapi),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
+
+    async def openapi(self, request: Request) -> Response:
+        document = openapi_document("chutebox embedding worker",
+                                    {"/v1/embeddings": EmbeddingRequest}, {})  # fmt: skip
+        return Response(orjson.dumps(document), media_type="application/json")
 
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -170,12 +186,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-inputs", type=int, default=2048)
     parser.add_argument("--matryoshka", action="store_true")
     parser.add_argument("--cache-dir", default=str(Path("~/.cache/chutebox").expanduser()))
-    return parser.parse_args(argv)
+    return parse_worker_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import uvicorn
-
     args = parse_args(argv)
     encoder = build_encoder(args)
     batcher: Batcher[str, Any] = Batcher(
@@ -188,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_inputs=args.max_inputs, matryoshka=args.matryoshka,
     )  # fmt: skip
     worker = EmbeddingWorker(encoder, batcher, options)
-    uvicorn.run(worker.app(), host=args.host, port=args.port, log_level="warning")
+    serve(worker.app(), args)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from engines.base import EMBEDDINGS, TOKENIZE, AbortCall, LaunchRequest, LaunchSpec
-from engines.vllm import VLLMBackend, has_flag
-
-_EMBEDDING_EXTRAS = frozenset({
-    "truncate_prompt_tokens", "truncation_side", "add_special_tokens", "priority",
-    "request_id", "use_activation", "embed_dtype", "endianness", "cache_salt",
-    "mm_processor_kwargs", "messages", "chat_template", "chat_template_kwargs",
-})  # fmt: skip
+from engines.vllm import VLLMBackend
+from runtime.backend import EMBEDDINGS, TOKENIZE, AbortCall, LaunchRequest, LaunchSpec, has_flag
 
 
 def pooling_for(model_name: str) -> str:
@@ -52,11 +46,6 @@ class VLLMEmbeddingBackend(VLLMBackend):
             extra += ["--pooler-config", json.dumps({"pooling_type": pooling})]
         cut = len(spec.argv) - len(args)
         return LaunchSpec(argv=(*spec.argv[:cut], *extra, *spec.argv[cut:]), env=spec.env)
-
-    def accepted_fields(self, route: str) -> frozenset[str] | None:
-        if route == EMBEDDINGS:
-            return _EMBEDDING_EXTRAS
-        return super().accepted_fields(route)
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         return None

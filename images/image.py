@@ -171,8 +171,7 @@ class Image:
             lines[0] += f" AS {stage}"
         if self._user in ("root", "0", "0:0"):
             # Never end as root: create the SDK's user and switch to it before any ENTRYPOINT.
-            tail = [f"RUN useradd --create-home --uid {DEFAULT_UID} {DEFAULT_USER}",
-                    f"USER {DEFAULT_UID}"]  # fmt: skip
+            tail = [f"RUN {ensure_user()}", f"USER {DEFAULT_UID}"]
             final = ("ENTRYPOINT", "CMD", "HEALTHCHECK")
             cut = next((i for i, d in enumerate(self.directives) if d.instruction in final),
                        len(lines))  # fmt: skip
@@ -181,6 +180,13 @@ class Image:
 
     def __str__(self) -> str:
         return self.render()
+
+
+def ensure_user(uid: int = DEFAULT_UID, name: str = DEFAULT_USER) -> str:
+    """A shell command that leaves the image with an account of `uid`: the one the base
+    already has (Ubuntu 24.04 and the CUDA images on it ship `ubuntu` as uid 1000, where
+    `useradd --uid 1000` fails), or a new one called `name`."""
+    return f"getent passwd {uid} >/dev/null || useradd --create-home --uid {uid} {name}"
 
 
 def _packages(method: str, packages: str | list[str]) -> list[str]:

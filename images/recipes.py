@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from images.image import Image, render_stages
+from images.image import DEFAULT_UID, Image, ensure_user, render_stages
 
 CUDA_BASE = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
 PYTHON = "3.12"
@@ -20,6 +20,8 @@ DIFFUSERS = ("diffusers==0.42.1", "accelerate==1.15.0", "pillow==13.0.0", "torch
 EMBEDDINGS = ("sentence-transformers==6.2.0", "onnxruntime==1.32.0", "onnx==1.23.2",
               "torch==2.15.0")  # fmt: skip
 PIP = "pip install --no-cache-dir"
+# The image runs as uid 1000, under the account the base has for it or a new `chutes` one.
+RUNTIME_USER = f"({ensure_user()}) && mkdir -p /data && chown {DEFAULT_UID} /data"
 PROBE = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready')"
 READY_PROBE = ["python", "-c", PROBE]
 
@@ -30,9 +32,7 @@ def _finish(image: Image, extra: str, after: str = "") -> Image:
     return (
         image.add(".", "/opt/chutebox/src")
         .run_command(install)
-        .run_command(
-            "useradd --create-home --uid 1000 chutes && mkdir -p /data && chown chutes /data"
-        )  # fmt: skip
+        .run_command(RUNTIME_USER)
         .with_env("HF_HOME", "/data/huggingface")
         .with_env("CHUTEBOX_CACHE_DIR", "/data/chutebox")
         .with_env("CHUTEBOX_HOST", "0.0.0.0")

@@ -19,12 +19,8 @@ from runtime.access import AccessLog
 from runtime.auth import AuthMiddleware, public_routes
 from runtime.chutes import ChuteSet
 from runtime.dispatch import DirectRoutes
-from runtime.errors import (
-    ChuteboxError,
-    MethodNotAllowedError,
-    NotFoundError,
-    error_response,
-)
+from runtime.envelope import error_response
+from runtime.errors import ChuteboxError, MethodNotAllowedError, NotFoundError
 from runtime.gateway import Gateway, Limits
 from runtime.invocation import InvocationMiddleware
 from runtime.metrics import CONTENT_TYPE, Metrics
@@ -95,7 +91,9 @@ def create_app(
     metrics = Metrics(chutes) if settings.metrics else None
     access_log = AccessLog() if settings.access_log else None
     timeouts = UpstreamTimeouts(
-        connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout or None
+        connect=settings.upstream_connect_timeout,
+        read=settings.upstream_read_timeout or None,
+        max_connections=settings.upstream_max_connections,
     )
 
     @asynccontextmanager

@@ -1,7 +1,9 @@
 """API-key authentication as the Chutes platform does it, as pure ASGI middleware.
 
-Accepted: `Authorization: Bearer <key>`, a bare `Authorization: <key>` (the platform takes the
-header's last word), and `X-API-Key: <key>`. Keys are compared in constant time.
+Accepted: `Authorization: Bearer <key>` (the scheme in any case), a bare `Authorization: <key>`
+(the platform reads the header's last word, so a bare key works there too), and
+`X-API-Key: <key>`. Any other scheme (`Basic …`, `Token …`) is a 401 that says what is
+expected, not a key. Keys are compared in constant time.
 """
 
 from __future__ import annotations
@@ -11,22 +13,29 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runtime.errors import AuthenticationError, error_response
+from runtime.envelope import error_response
+from runtime.errors import AuthenticationError
 
 IsPublic = Callable[[str, str], bool]
 
 
-def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
-    """Every key the request offers, from Authorization and X-API-Key."""
-    keys = []
+def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], str | None]:
+    """Every key the request offers, from Authorization and X-API-Key, and the scheme of an
+    Authorization header that is neither `Bearer <key>` nor a bare key (its key not taken)."""
+    keys: list[bytes] = []
+    bad_scheme = None
     for name, value in headers:
         if name == b"authorization":
             words = value.split()
-            if words:
-                keys.append(words[-1])
+            if len(words) == 1:
+                keys.append(words[0])
+            elif len(words) == 2 and words[0].lower() == b"bearer":
+                keys.append(words[1])
+            elif words:
+                bad_scheme = words[0].decode("latin-1")[:32]
         elif name == b"x-api-key" and value.strip():
             keys.append(value.strip())
-    return keys
+    return keys, bad_scheme
 
 
 def key_matches(candidate: bytes, keys: tuple[bytes, ...]) -> bool:
@@ -50,15 +59,17 @@ class AuthMiddleware:
         if scope["type"] != "http" or self.is_public(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        offered = presented_keys(scope["headers"])
+        offered, bad_scheme = presented_keys(scope["headers"])
         if any(key_matches(k, self.keys) for k in offered):
             await self.app(scope, receive, send)
             return
-        message = (
-            "invalid API key"
-            if offered
-            else "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
-        )
+        if bad_scheme is not None:
+            message = (f"Authorization: expected 'Bearer <key>' (or the bare key), not the "
+                       f"{bad_scheme!r} scheme; X-API-Key: <key> works too")  # fmt: skip
+        elif offered:
+            message = "invalid API key"
+        else:
+            message = "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
         exc = AuthenticationError(message, headers={"WWW-Authenticate": "Bearer"})
         await error_response(exc)(scope, receive, send)
 

@@ -1,30 +1,40 @@
 """The chutes being served, their replicas, and routing a request's `model` to one.
 
 A chute has one or more replicas (engine processes, each on its own GPUs or cores). The
-supervisor moves their states; routes pick the ready replica with the fewest requests
-outstanding.
+supervisor moves their states; routes lease the ready replica with the fewest requests
+outstanding. A replica that refuses a connection is marked unreachable at once by the request
+that found it (the supervisor then probes it), and the request moves to another ready replica:
+nothing reached the engine, so sending it elsewhere is safe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.base import EngineBackend
 from runtime.admission import Admission
+from runtime.backend import EngineBackend
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
+from runtime.fields import EngineFields
 from runtime.planner.plan import ReplicaPlan
 from runtime.rewrite import split_thinking
 from runtime.settings import ChuteSettings
+
+log = logging.getLogger("chutebox.supervisor")
+RETRY_AFTER = {"Retry-After": "5"}
 
 
 class ChuteState(enum.Enum):
     PREPARING = "preparing"
     STARTING = "starting"
     READY = "ready"
+    # The engine refused or reset a connection; the supervisor is probing it.
+    UNREACHABLE = "unreachable"
     RESTARTING = "restarting"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -32,9 +42,12 @@ class ChuteState(enum.Enum):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a running engine listens, and the per-boot key it expects."""
+    """Where a running engine listens, and the per-boot key it expects.
 
-    base_url: str
+    `address` is `http://host:port`, or `unix:/path/to/socket` for an engine on a Unix socket.
+    """
+
+    address: str
     api_key: str
 
     def headers(self) -> dict[str, str]:
@@ -53,6 +66,13 @@ class Replica:
     outstanding: int = 0
     detail: str = ""
     restarts: int = 0
+    # Set by a request that found the engine refusing connections: the supervisor probes now.
+    suspect: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark_unreachable(self, reason: str) -> None:
+        if self.state is ChuteState.READY:
+            self.state, self.detail = ChuteState.UNREACHABLE, reason
+            self.suspect.set()
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"state": self.state.value, "outstanding": self.outstanding}
@@ -79,17 +99,22 @@ class Chute:
     card: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    # What the engine's /openapi.json says each route reads; read at its first readiness.
+    fields: EngineFields | None = None
+    # The served name, fixed when the chute is made (the request path reads it often).
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.settings.served_name
+    def __post_init__(self) -> None:
+        self.name = self.settings.served_name
 
     @property
     def state(self) -> ChuteState:
         if self.phase is not ChuteState.STARTING or not self.replicas:
             return self.phase
         states = {r.state for r in self.replicas}
-        for state in (ChuteState.READY, ChuteState.RESTARTING, ChuteState.STARTING):
+        order = (ChuteState.READY, ChuteState.UNREACHABLE, ChuteState.RESTARTING,
+                 ChuteState.STARTING)  # fmt: skip
+        for state in order:
             if state in states:
                 return state
         return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
@@ -99,20 +124,55 @@ class Chute:
             return
         reason = self.detail or f"its engine is {self.state.value}"
         raise EngineUnavailableError(
-            f"No instances available (yet) for chute {self.name}: {reason}",
-            headers={"Retry-After": "5"},
+            f"No instances available (yet) for chute {self.name}: {reason}", headers=RETRY_AFTER
         )
 
-    def pick(self) -> tuple[Replica, Endpoint]:
+    def pick(self) -> Replica:
         """The ready replica with the fewest requests outstanding; counts this one in."""
         ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
         if not ready:
             self.require_ready()
-            raise EngineUnavailableError(f"No instances available (yet) for chute {self.name}")
+            raise EngineUnavailableError(
+                f"No instances available (yet) for chute {self.name}", headers=RETRY_AFTER
+            )
         replica = min(ready, key=lambda r: r.outstanding)
         replica.outstanding += 1
-        assert replica.endpoint is not None
-        return replica, replica.endpoint
+        return replica
+
+
+class Lease:
+    """A request's place on one ready replica; it moves when that replica is found down."""
+
+    def __init__(self, chute: Chute) -> None:
+        self.chute = chute
+        self.replica = chute.pick()
+
+    @property
+    def endpoint(self) -> Endpoint:
+        endpoint = self.replica.endpoint
+        if endpoint is None:  # stopped between the pick and now
+            raise EngineUnavailableError(
+                f"No instances available (yet) for chute {self.chute.name}", headers=RETRY_AFTER
+            )
+        return endpoint
+
+    def fail_over(self, reason: str) -> Endpoint:
+        """The replica refused the request before any byte of it was read: mark it
+        unreachable, and move to another ready replica (503 with Retry-After if none)."""
+        replica = self.replica
+        if replica.state is ChuteState.READY:
+            log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
+        replica.mark_unreachable(reason)
+        replica.outstanding -= 1
+        try:
+            self.replica = self.chute.pick()
+        except EngineUnavailableError:
+            replica.outstanding += 1  # `release` still counts it out once
+            raise
+        return self.endpoint
+
+    def release(self) -> None:
+        self.replica.outstanding -= 1
 
 
 class ChuteSet:
@@ -120,7 +180,17 @@ class ChuteSet:
 
     def __init__(self, chutes: Iterable[Chute]) -> None:
         self._by_name = {c.name: c for c in chutes}
+        # The gateway's shutdown, which its requests watch: draining refuses new ones; a
+        # stop (a second signal, or the drain's time up) ends the relays still running.
         self.draining = False
+        self.stopping = False
+        self.relays: set[asyncio.Task[Any]] = set()
+
+    def stop_relays(self) -> None:
+        """End every relay in flight: each answers 503, or an error event mid-stream."""
+        self.stopping = True
+        for task in list(self.relays):
+            task.cancel()
 
     def __iter__(self) -> Iterator[Chute]:
         return iter(self._by_name.values())

@@ -253,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chutebox: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
+        print("chutebox: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runtime.errors import ChuteboxError, error_response
+from runtime.envelope import error_response
+from runtime.errors import ChuteboxError
 from runtime.routes.forward import Forward
 
 

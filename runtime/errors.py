@@ -1,8 +1,9 @@
 """One exception tree, one status table, one error envelope.
 
-Handlers raise; `error_response` renders. The envelope is readable by OpenAI clients
-(`error.message`, `error.type`, `error.param`, `error.code`) and by Chutes clients, which read
-FastAPI's `detail`.
+Handlers raise; `runtime.envelope.error_response` renders. The envelope is readable by OpenAI
+clients (`error.message`, `error.type`, `error.param`, `error.code`) and by Chutes clients,
+which read FastAPI's `detail`. Nothing here imports Starlette: the engines' worker servers and
+the backend contract use these errors too.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-
-from starlette.responses import JSONResponse
 
 
 class ChuteboxError(Exception):
@@ -95,8 +94,28 @@ class EngineUnavailableError(ChuteboxError):
     code = "engine_unavailable"
 
 
+class GatewayStoppingError(EngineUnavailableError):
+    """The gateway is stopping now and ended this request (503; another instance may serve)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the gateway is stopping; retry against another instance",
+            headers={"Retry-After": "5"},
+        )
+
+
+class EngineDownError(EngineUnavailableError):
+    """The engine refused or reset the connection before any byte of a reply: it is down.
+
+    Nothing of the request reached it, so the request may go to another replica; with none
+    left the client gets this 503 with `Retry-After`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
 class UpstreamError(ChuteboxError):
-    """The engine could not be reached or broke off its reply (502)."""
+    """The engine broke off its reply, sent bad HTTP or was silent too long (502)."""
 
     status_code = 502
     type = "upstream_error"
@@ -138,10 +157,6 @@ def envelope(exc: ChuteboxError) -> dict[str, Any]:
         },
         "detail": exc.message,
     }
-
-
-def error_response(exc: ChuteboxError) -> JSONResponse:
-    return JSONResponse(envelope(exc), status_code=exc.status_code, headers=exc.headers)
 
 
 def sse_error_event(exc: ChuteboxError) -> bytes:

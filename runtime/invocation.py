@@ -12,7 +12,8 @@ import os
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runtime.errors import ChuteboxError, error_response
+from runtime.envelope import error_response
+from runtime.errors import ChuteboxError
 
 log = logging.getLogger("chutebox.app")
 

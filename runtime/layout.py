@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engines.base import split_args
-from engines.vllm import TP_FLAGS, flag_value
+from runtime.backend import split_args
 from runtime.chutes import Chute
 from runtime.planner.inventory import Node
 from runtime.planner.model import ModelFacts, parse_params, read_facts
@@ -46,7 +45,8 @@ def facts_for(chute: Chute, folder: Path | None, source: ModelSource | None) -> 
 
 def request_for(chute: Chute, facts: ModelFacts | None) -> ChuteRequest:
     settings = chute.settings
-    tp = flag_value(split_args(settings.engine_args), TP_FLAGS) if chute.backend.multi_gpu else None
+    # Each backend reads its own engine's flags: vLLM's -tp is not SGLang's --tp-size.
+    sizes = chute.backend.parallel_sizes(split_args(settings.engine_args))
     return ChuteRequest(
         name=chute.name,
         facts=facts,
@@ -54,7 +54,9 @@ def request_for(chute: Chute, facts: ModelFacts | None) -> ChuteRequest:
         max_model_len=settings.max_model_len,
         concurrency=settings.concurrency or chute.backend.default_concurrency,
         replicas=settings.replicas,
-        tensor_parallel_size=int(tp) if tp else None,
+        tensor_parallel_size=sizes.tensor,
+        pipeline_parallel_size=sizes.pipeline,
+        data_parallel_size=sizes.data,
         parallel=chute.backend.multi_gpu,
     )
 

@@ -67,11 +67,23 @@ class ChildProcess:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.returncode
 
-    async def wait(self) -> int:
+    async def exited(self, poll: float = 0.05) -> int:
+        """The exit code, as soon as the process has exited.
+
+        Not `proc.wait()`: on Python 3.11 that returns only once every pipe to the child is
+        closed, and an engine's own workers (vLLM's engine core) keep its output pipe open
+        after it died, for seconds. The exit code itself is known at once.
+        """
         assert self.proc is not None
-        code = await self.proc.wait()
+        while self.proc.returncode is None:
+            await asyncio.sleep(poll)
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        """The exit code once the process exited, after its last lines (often the reason it
+        exited) reached the log, or two seconds, whichever comes first."""
+        code = await self.exited()
         if self._pump is not None:
-            # Let the last lines (often the reason it exited) reach the log and the tail.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._pump), 2)
         return code
@@ -102,14 +114,11 @@ class ChildProcess:
             return
         if self.proc.returncode is None:
             _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exited(), timeout)
         # Workers may outlive their parent: always sweep the group.
         _signal_group(self.proc.pid, signal.SIGKILL)
-        if self.proc.returncode is None:
-            await self.proc.wait()
+        await self.exited()
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -14,19 +16,20 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from engines.base import EngineBackend, split_args
-from engines.registry import UnknownEngineError, load_backend
-from engines.worker import PACKAGE_ROOT
 from runtime.admission import Admission
 from runtime.app import create_app
+from runtime.backend import KEY_VARIABLES, PACKAGE_ROOT, EngineBackend, split_args
 from runtime.chutes import Chute, ChuteSet
+from runtime.connections import ConnectionLimits, guarded_protocol
 from runtime.errors import ConfigError
 from runtime.host import Host
 from runtime.hub import HubAccess
 from runtime.layout import cached_folder, plan_chutes
 from runtime.planner.inventory import parse_gpu_spec
 from runtime.planner.plan import Plan
+from runtime.registry import UnknownEngineError, load_backend
 from runtime.settings import ChuteSettings, Settings
 from runtime.sources import resolve_source
 from runtime.supervisor import Supervisor, SupervisorConfig
@@ -64,6 +67,10 @@ def build_chute(
         backend = load_backend(settings.engine)
     except UnknownEngineError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
+    reserved = sorted(KEY_VARIABLES & set(settings.env))
+    if reserved:
+        raise ConfigError(f"chute {settings.served_name}: env may not set {reserved[0]}: "
+                          "chutebox sets each engine's per-boot key")  # fmt: skip
     try:
         backend.check_args(split_args(settings.engine_args))
         resolve_source(settings, backend.single_file_suffixes)
@@ -110,7 +117,9 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
     access = HubAccess(
         endpoint=settings.hf_endpoint, cache_dir=hf_home.expanduser() / "hub", token=token
     )
-    return SupervisorConfig(cache_dir=settings.cache_dir.expanduser(), hub=access)
+    return SupervisorConfig(
+        cache_dir=settings.cache_dir.expanduser(), hub=access, link=settings.engine_link
+    )
 
 
 def build_server(settings: Settings, environ: Mapping[str, str]) -> tuple[ChuteSet, Host]:
@@ -126,10 +135,13 @@ def build_server(settings: Settings, environ: Mapping[str, str]) -> tuple[ChuteS
 class DrainingServer(uvicorn.Server):
     """uvicorn that drains before it stops.
 
-    The first SIGTERM/SIGINT turns readiness to 503 and refuses new engine requests with 503,
-    while the listener stays open so load balancers can see it; requests in flight get up to
-    `drain_timeout` seconds to finish, then uvicorn shuts down as usual (lifespan: engines
-    stop). A second signal skips the wait.
+    The first SIGTERM or SIGINT (Ctrl-C) turns readiness to 503 and refuses new engine
+    requests with 503, while the listener stays open so load balancers can see it; requests in
+    flight get up to `drain_timeout` seconds to finish, then uvicorn shuts down as usual
+    (lifespan: engines stop). A second signal skips the wait: the relays still running end at
+    once (503, or an error event mid-stream) and engines get a short grace. Either way the
+    process then returns normally: uvicorn would re-raise the signal once stopped, which for
+    SIGINT prints a KeyboardInterrupt traceback after an otherwise clean shutdown.
     """
 
     def __init__(self, config: uvicorn.Config, chutes: ChuteSet, drain_timeout: float) -> None:
@@ -137,6 +149,7 @@ class DrainingServer(uvicorn.Server):
         self.chutes = chutes
         self.drain_timeout = drain_timeout
         self._drain: asyncio.Task[None] | None = None
+        self.signalled: str | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -149,14 +162,19 @@ class DrainingServer(uvicorn.Server):
         gc.set_threshold(5_000, 20, 20)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        name = signal.Signals(sig).name
         if not self.started or self.chutes.draining:
-            super().handle_exit(sig, frame)
+            if self.chutes.draining:
+                log.info("%s again: stopping without waiting for requests in flight", name)
+                asyncio.get_running_loop().call_soon_threadsafe(self.chutes.stop_relays)
+            self.should_exit = True
             return
+        self.signalled = name
         self.chutes.draining = True
-        log.info("draining: readiness is 503 and new requests are refused; %d in flight get "
-                 "up to %.0fs", in_flight(self.chutes), self.drain_timeout)  # fmt: skip
+        log.info("%s: draining; readiness is 503 and new requests are refused; %d in flight "
+                 "get up to %.0fs (signal again to stop now)", name, in_flight(self.chutes),
+                 self.drain_timeout)  # fmt: skip
         # A signal handler interrupts the loop mid-step: schedule, do not touch its queues.
-        self._captured_signals.append(sig)  # uvicorn re-raises it once stopped, as without us
         asyncio.get_running_loop().call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
@@ -164,15 +182,58 @@ class DrainingServer(uvicorn.Server):
 
     async def _wait_in_flight(self) -> None:
         deadline = time.monotonic() + self.drain_timeout
-        while in_flight(self.chutes) and time.monotonic() < deadline:
+        while in_flight(self.chutes) and time.monotonic() < deadline and not self.should_exit:
             await asyncio.sleep(0.05)
-        if in_flight(self.chutes):
-            log.warning("drain timeout: %d requests still in flight", in_flight(self.chutes))
+        if in_flight(self.chutes) and not self.should_exit:
+            log.warning("drain timeout: %d requests still in flight end now",
+                        in_flight(self.chutes))  # fmt: skip
+            self.chutes.stop_relays()
         self.should_exit = True
 
 
 def in_flight(chutes: ChuteSet) -> int:
     return sum(r.outstanding for c in chutes for r in c.replicas)
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Lift the soft limit on open files towards the hard one, so `max_connections` clients
+    plus the engines' sockets fit; returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = hard if hard != resource.RLIM_INFINITY else max(wanted, soft)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = min(wanted, ceiling)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return int(soft)
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    # Room beyond the clients: engine connections, log files, the engines' pipes.
+    reserve = settings.upstream_max_connections * max(1, len(settings.chutes)) + 256
+    files = raise_open_file_limit(settings.max_connections + reserve)
+    cap = settings.max_connections
+    if files < cap + reserve:
+        cap = max(1, files - reserve)
+        log.warning("open-file limit %d: client connections capped at %d (max_connections "
+                    "%d); raise `ulimit -n` for more", files, cap,
+                    settings.max_connections)  # fmt: skip
+    return ConnectionLimits(settings.header_timeout, settings.body_timeout, cap)
+
+
+def server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """How `chutebox serve` runs the gateway under uvicorn (the benches run it the same way)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(connection_limits(settings)),
+        timeout_keep_alive=settings.keepalive_timeout,
+        log_level=settings.log_level,
+        log_config=None,  # runtime.logs configured logging; uvicorn's records flow into it
+        # The drain already gave requests their time; this only flushes what remains.
+        timeout_graceful_shutdown=2,
+        lifespan="on",
+        access_log=False,  # runtime.observe writes the access log, with chute and tokens
+    )
 
 
 def run_server(settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, host: Host) -> int:
@@ -182,17 +243,8 @@ def run_server(settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, 
         "gateway on http://%s:%d/v1 serving %s; GET /ready turns 200 once every engine answers",
         settings.host, settings.port, ", ".join(c.name for c in chutes),
     )  # fmt: skip
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,  # runtime.logs configured logging; uvicorn's records flow into it
-        # The drain already gave requests their time; this only flushes what remains.
-        timeout_graceful_shutdown=2,
-        lifespan="on",
-        access_log=False,  # runtime.observe writes the access log, with chute and tokens
-    )
-    server = DrainingServer(config, chutes, settings.shutdown_timeout)
+    server = DrainingServer(server_config(app, settings), chutes, settings.shutdown_timeout)
     server.run()
+    if server.signalled:
+        log.info("stopped (%s)", server.signalled)
     return 0 if server.started else 1

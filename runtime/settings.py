@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from runtime.errors import ConfigError
 from runtime.planner.model import parse_params
@@ -120,14 +128,26 @@ class ChuteSettings(BaseModel):
             raise ValueError("must be non-empty, without spaces, and not end in ':THINKING'")
         return value
 
+    # Resolved once, when the settings are read: a name derived from the filesystem must not
+    # change while serving (a GGUF file removed after its conversion, say).
+    _served_name: str = PrivateAttr("")
+
+    def model_post_init(self, context: Any) -> None:
+        self._served_name = self.name or _derived_name(self.model)
+
     @property
     def served_name(self) -> str:
-        if self.name:
-            return self.name
-        path = Path(self.model).expanduser()
-        if path.exists():
-            return path.stem if path.is_file() else path.name
-        return self.model
+        return self._served_name
+
+
+def _derived_name(model: str) -> str:
+    """The file's stem or the folder's name for a local model, the hub id otherwise."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.stem
+    if path.is_dir():
+        return path.name
+    return model
 
 
 class Settings(BaseModel):
@@ -188,6 +208,26 @@ class Settings(BaseModel):
     )
     upstream_read_timeout: float = Field(
         900.0, ge=0, description="seconds an engine may stay silent mid-reply (0: no limit)"
+    )
+    upstream_max_connections: int = Field(
+        512, ge=1, description="most connections open to one engine; a burst past it waits"
+    )
+    engine_link: Literal["unix", "tcp"] = Field(
+        "unix",
+        description="how engines that can are reached: a Unix socket in a folder only this "
+        "user can open, or a loopback port",
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a client has to send a request's headers"
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="seconds a request body may stall between two pieces"
+    )
+    keepalive_timeout: int = Field(
+        5, ge=1, description="seconds an idle keep-alive client connection stays open"
+    )
+    max_connections: int = Field(
+        4096, ge=1, description="open client connections; past it a new one gets 503 at once"
     )
     sse_keepalive: float = Field(
         15.0, ge=0, description="seconds of stream silence before a keep-alive comment (0: off)"

@@ -18,9 +18,15 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from engines.base import AbortCall
-from runtime.chutes import Endpoint
-from runtime.errors import UpstreamError, from_engine_body, sse_error_event
+from runtime.backend import AbortCall
+from runtime.chutes import ChuteSet, Lease
+from runtime.errors import (
+    EngineDownError,
+    GatewayStoppingError,
+    UpstreamError,
+    from_engine_body,
+    sse_error_event,
+)
 from runtime.metrics import Metrics, StreamMeters
 from runtime.upstream import Upstream, UpstreamBroken, UpstreamResponse
 from runtime.usage import Usage, find_usage
@@ -89,6 +95,8 @@ async def run_until_disconnect(receive: Receive, work: Awaitable[T], after: floa
 class EngineCall:
     """Forward one request to an engine and relay the reply to the client.
 
+    The request goes to the lease's replica; if that one refuses it unanswered, the lease
+    moves to another ready replica and it goes there (503 when none is left).
     What it learns on the way goes into the request's ASGI state for the access log and
     `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into `metrics`.
     """
@@ -96,7 +104,7 @@ class EngineCall:
     def __init__(
         self,
         upstream: Upstream,
-        endpoint: Endpoint,
+        lease: Lease,
         path: str,
         body: bytes | None,
         *,
@@ -107,9 +115,10 @@ class EngineCall:
         chute: str = "",
         metrics: Metrics | None = None,
         keepalive: float = 0.0,
+        shutdown: ChuteSet | None = None,
     ) -> None:
         self.upstream = upstream
-        self.endpoint = endpoint
+        self.lease = lease
         self.path = path
         self.body = body
         self.method = method
@@ -119,10 +128,19 @@ class EngineCall:
         self.chute = chute
         self.metrics = metrics
         self.keepalive = keepalive
+        self.shutdown = shutdown
+        self._started = False
+        self._stream: StreamRelay | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
+        task = asyncio.current_task()
+        relays = self.shutdown.relays if self.shutdown is not None else set()
+        if task is not None:
+            relays.add(task)
         try:
+            if self.shutdown is not None and self.shutdown.stopping:
+                raise GatewayStoppingError()
             await run_until_disconnect(receive, self._relay(send, state), WATCH_AFTER)
         except ClientDisconnected:
             state["disconnected"] = True
@@ -130,29 +148,54 @@ class EngineCall:
                 self.metrics.disconnected(self.chute, self.path)
             if self.abort is not None:
                 await self._send_abort(self.abort)
+        except asyncio.CancelledError:
+            if task is None or self.shutdown is None or not self.shutdown.stopping:
+                raise
+            task.uncancel()  # the gateway stops now: end this reply cleanly, not by a traceback
+            await self._stopped(send)
         finally:
+            if task is not None:
+                relays.discard(task)
             if self.on_done is not None:
                 self.on_done()
 
+    async def _stopped(self, send: Send) -> None:
+        if not self._started:
+            raise GatewayStoppingError()
+        if self._stream is not None:
+            prefix = b"" if self._stream.boundary else b"\n\n"
+            event = prefix + sse_error_event(GatewayStoppingError())
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def _send_abort(self, call: AbortCall) -> None:
         """Tell an engine that does not notice closed connections to stop the request."""
+        endpoint = self.lease.endpoint
         try:
             body = json.dumps(dict(call.body)).encode()
             response = await asyncio.wait_for(
-                self.upstream.send(self.endpoint, "POST", call.path, body), timeout=5
+                self.upstream.send(endpoint, "POST", call.path, body), timeout=5
             )
             response.release()
         except Exception as exc:  # the engine may be gone; the request dies with it then
-            log.warning("abort %s on %s failed: %s", call.body, self.endpoint.base_url, exc)
+            log.warning("abort %s on %s failed: %s", call.body, endpoint.address, exc)
 
     def _start(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> dict[str, object]:
         headers = [(b"content-type", content_type.encode()), *extra]
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers().items()]
         return {"type": "http.response.start", "status": 200, "headers": headers}
 
+    async def _open(self) -> UpstreamResponse:
+        endpoint = self.lease.endpoint
+        while True:
+            try:
+                return await self.upstream.send(endpoint, self.method, self.path, self.body)
+            except EngineDownError as exc:
+                endpoint = self.lease.fail_over(exc.message)
+
     async def _relay(self, send: Send, state: dict[str, Any]) -> None:
         asked = perf_counter()
-        response = await self.upstream.send(self.endpoint, self.method, self.path, self.body)
+        response = await self._open()
         reusable = False
         try:
             if response.status >= 400:
@@ -162,10 +205,12 @@ class EngineCall:
             content_type = response.headers.get("content-type", "application/json")
             if content_type.startswith("text/event-stream"):
                 state["engine_wait"] = perf_counter() - asked
+                self._started = True
                 await send(self._start(content_type, SSE_HEADERS))
                 meters = self.metrics.stream_meters(self.chute) if self.metrics else None
                 relay = StreamRelay(response, send, meters, state.get("started", asked),
                                     self.keepalive)  # fmt: skip
+                self._stream = relay
                 reusable = await relay.run()
                 self._count(state, find_usage(relay.tail))
             else:
@@ -174,6 +219,7 @@ class EngineCall:
                 extra = [(b"content-length", str(len(body)).encode())]
                 extra += [(name.encode(), response.headers[name].encode())
                           for name in RELAYED_HEADERS if name in response.headers]  # fmt: skip
+                self._started = True
                 await send(self._start(content_type, extra))
                 await send({"type": "http.response.body", "body": body})
                 reusable = True

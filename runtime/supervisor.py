@@ -1,11 +1,16 @@
 """Starts each chute's engines, waits until they answer, watches them, restarts them, stops them.
 
 Boot: prepare every chute's model (download or convert) once, plan the GPUs from the prepared
-folders' facts, then run each replica. Per replica: launch the engine on a free loopback port
-with a fresh key, poll its readiness route with that key until 200 (failing fast with the
-engine's last log lines if it exits), serve, probe its health route, and on death or repeated
-probe failures restart it with backoff. After `max_failures` failed starts in a row the replica
-is marked failed instead of flapping.
+folders' facts, then run each replica. Per replica: launch the engine with a fresh key, on a
+Unix socket in a folder only chutebox's user can open (0700) where the engine can listen on
+one, else on a free loopback port; poll its readiness route with that key until 200 (failing
+fast with the engine's last log lines if it exits); read the request fields it publishes in
+its `/openapi.json`; serve; probe its health route, and on death or repeated probe failures
+restart it with backoff. An engine that exits is taken out of service the moment it exits; one
+that refuses a request's connection is marked unreachable by that request and probed at once,
+back in service when it answers. After `max_failures` failed starts in a row the replica is
+marked failed instead of flapping. Keys travel in the environment or in files in the private
+folder, never in an engine's arguments.
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.base import Device, LaunchRequest, split_args
+from runtime.backend import Device, LaunchRequest, LaunchSpec, split_args
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
 from runtime.errors import ConfigError
+from runtime.fields import EngineFields
 from runtime.host import Host
 from runtime.hub import HubAccess
 from runtime.layout import plan_chutes
@@ -55,6 +64,10 @@ class SupervisorConfig:
     max_failures: int = 5
     backoff_max: float = 60.0
     stable_after: float = 120.0
+    # How engines that can listen on a Unix socket are reached ("unix") or not ("tcp").
+    link: str = "unix"
+    # Probes of a replica found unreachable come this often until it answers or is restarted.
+    suspect_interval: float = 1.0
 
 
 def engine_device(chute: Chute, host: Host) -> Device:
@@ -81,20 +94,25 @@ class Supervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._engines: dict[str, ChildProcess] = {}
         self._upstream: Upstream | None = None
+        self.private_dir: Path | None = None
+        self._lives = 0
 
     async def start(self, upstream: Upstream) -> None:
         self._upstream = upstream
+        self.private_dir = private_folder()
         self._tasks.append(asyncio.create_task(self._boot(), name="supervisor:boot"))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(e.stop() for e in self._engines.values()))
+        await asyncio.gather(*(e.stop(self._grace()) for e in self._engines.values()))
         for chute in self.chutes:
             chute.phase = ChuteState.STOPPED
             for replica in chute.replicas:
                 replica.state, replica.endpoint = ChuteState.STOPPED, None
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
 
     async def _boot(self) -> None:
         chutes = list(self.chutes)
@@ -165,15 +183,22 @@ class Supervisor:
             log.warning("[%s] %s; restarting in %.0fs", label, reason, delay)
             await asyncio.sleep(delay)
 
-    def _launch_request(self, chute: Chute, replica: Replica, model_path: Path, key: str,
-                        port: int) -> LaunchRequest:  # fmt: skip
+    def _launch_request(self, chute: Chute, replica: Replica, model_path: Path,
+                        key: str) -> LaunchRequest:  # fmt: skip
+        assert self.private_dir is not None
+        self._lives += 1
+        use_socket = chute.backend.unix_socket and self.config.link == "unix"
+        # Short names: a socket path must fit in 107 bytes; a served name may be long.
+        socket_path = str(self.private_dir / f"e{self._lives}.sock") if use_socket else ""
         return LaunchRequest(
             model_path=str(model_path),
             served_name=chute.name,
-            port=port,
             api_key=key,
             python=chute.settings.python or sys.executable,
             device=engine_device(chute, self.host),
+            port=0 if use_socket else free_port(),
+            socket_path=socket_path,
+            private_dir=str(self.private_dir),
             engine_args=tuple(split_args(chute.settings.engine_args)),
             tensor_parallel=replica.plan.tp,
             pipeline_parallel=replica.plan.pp,
@@ -190,31 +215,43 @@ class Supervisor:
         env.update(replica.plan.env)
         if replica.plan.placements:
             env["CUDA_VISIBLE_DEVICES"] = replica.plan.visible_devices
+        # A chute's `env` may override what the backend set (settings checked it holds no key).
         return {**env, **extra, **chute.settings.env}
 
     async def _serve_once(self, chute: Chute, replica: Replica, model_path: Path) -> str:
         """Run one engine life; returns why it ended."""
         # The prefix keeps the key from starting with "-", which an engine's argument parser
         # would read as a flag (1 start in 64 failed that way before).
-        key, port = "eng-" + secrets.token_urlsafe(24), free_port()
-        spec = chute.backend.launch(self._launch_request(chute, replica, model_path, key, port))
+        key = "eng-" + secrets.token_urlsafe(24)
+        request = self._launch_request(chute, replica, model_path, key)
+        spec = chute.backend.launch(request)
         label = f"{chute.name}/{replica.index}" if len(chute.replicas) > 1 else chute.name
         engine = ChildProcess(label)
         self._engines[f"{chute.name}/{replica.index}"] = engine
-        endpoint = Endpoint(f"http://127.0.0.1:{port}", key)
+        endpoint = Endpoint(address_of(request), key)
         log.info("[%s] starting engine: %s", label, " ".join(redact(spec.argv, key)))
         try:
+            write_private_files(spec)
             await engine.start(spec.argv, self._environment(chute, replica, dict(spec.env)))
             card = await self._wait_ready(chute, engine, endpoint)
             chute.card = chute.card or card
+            if chute.fields is None:
+                chute.fields = await self._read_fields(chute, endpoint)
             replica.endpoint, replica.state, replica.detail = endpoint, ChuteState.READY, ""
-            log.info("[%s] ready on %s", label, endpoint.base_url)
-            return await self._watch(chute, engine, endpoint)
+            replica.suspect.clear()
+            log.info("[%s] ready on %s", label, endpoint.address)
+            return await self._watch(chute, replica, engine, endpoint)
         except EngineStartError as exc:
             return str(exc)
         finally:
             replica.endpoint = None
-            await engine.stop()
+            await engine.stop(self._grace())
+            remove_private_files(spec, request.socket_path)
+
+    def _grace(self) -> float:
+        """Seconds an engine gets between SIGTERM and SIGKILL: short on a forced stop (a
+        second Ctrl-C), else long enough for it to stop its own workers."""
+        return 2.0 if self.chutes.stopping else 15.0
 
     async def _get(self, endpoint: Endpoint, path: str) -> tuple[int, Any]:
         assert self._upstream is not None
@@ -231,7 +268,7 @@ class Supervisor:
 
     async def _check_key_required(self, chute: Chute, endpoint: Endpoint) -> None:
         """As the Chutes templates do: an engine that answers without its key is not started."""
-        keyless = Endpoint(endpoint.base_url, api_key="")
+        keyless = Endpoint(endpoint.address, api_key="")
         status, _ = await self._get(keyless, chute.backend.ready_path)
         if status == 200:
             raise EngineStartError(
@@ -259,21 +296,79 @@ class Supervisor:
             f"its last lines:\n{engine.last_lines()}"
         )
 
-    async def _watch(self, chute: Chute, engine: ChildProcess, endpoint: Endpoint) -> str:
-        exited = asyncio.ensure_future(engine.wait())
+    async def _read_fields(self, chute: Chute, endpoint: Endpoint) -> EngineFields:
+        """What the engine says its routes read, from its /openapi.json (once per chute)."""
+        status, document = await self._get(endpoint, "/openapi.json")
+        fields = EngineFields.from_openapi(document if status == 200 else None)
+        if fields.by_path:
+            log.info("[%s] request fields read from the engine's /openapi.json for %d routes",
+                     chute.name, len(fields.by_path))  # fmt: skip
+        else:
+            log.warning("[%s] the engine publishes no request schemas (GET /openapi.json: %s): "
+                        "its request fields are passed on unchecked", chute.name,
+                        status or "no answer")  # fmt: skip
+        return fields
+
+    async def _watch(self, chute: Chute, replica: Replica, engine: ChildProcess,
+                     endpoint: Endpoint) -> str:  # fmt: skip
+        exited = asyncio.ensure_future(engine.exited())
         misses = 0
         try:
             while True:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(exited), self.config.probe_interval)
+                suspect = asyncio.ensure_future(replica.suspect.wait())
+                interval = (self.config.probe_interval if replica.state is ChuteState.READY
+                            else self.config.suspect_interval)  # fmt: skip
+                await asyncio.wait({exited, suspect}, timeout=interval,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                suspect.cancel()
                 if exited.done():
+                    # Out of service at once: no request should reach a dead engine's address.
+                    replica.state, replica.endpoint = ChuteState.RESTARTING, None
+                    await engine.wait()  # its last lines, often the reason, reach the log
                     return f"engine exited with code {exited.result()}:\n{engine.last_lines(10)}"
+                replica.suspect.clear()
                 status, _ = await self._get(endpoint, chute.backend.health_path)
-                misses = 0 if status == 200 else misses + 1
+                if status == 200:
+                    misses = 0
+                    if replica.state is ChuteState.UNREACHABLE:
+                        replica.state, replica.detail = ChuteState.READY, ""
+                        log.info("[%s/%d] answers again", chute.name, replica.index)
+                    continue
+                misses += 1
                 if misses >= self.config.probe_failures:
                     return f"engine failed {misses} health probes in a row"
         finally:
             exited.cancel()
+
+
+def private_folder() -> Path:
+    """A folder only this user can open (mkdtemp makes it 0700): engine sockets and key
+    files live there. Under /tmp when the temp dir's path is too long for socket names."""
+    folder = Path(tempfile.mkdtemp(prefix="chutebox-"))
+    if len(str(folder)) > 80:
+        shutil.rmtree(folder)
+        folder = Path(tempfile.mkdtemp(prefix="chutebox-", dir="/tmp"))
+    return folder
+
+
+def address_of(request: LaunchRequest) -> str:
+    if request.socket_path:
+        return "unix:" + request.socket_path
+    return f"http://{request.host}:{request.port}"
+
+
+def write_private_files(spec: LaunchSpec) -> None:
+    for path, text in spec.files.items():
+        # Created readable by this user alone, before a byte of the secret is written.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+
+
+def remove_private_files(spec: LaunchSpec, socket_path: str) -> None:
+    for path in (*spec.files, *([socket_path] if socket_path else [])):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def card_for(name: str, listing: Any) -> dict[str, Any]:

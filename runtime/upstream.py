@@ -8,12 +8,20 @@ the body handed over chunk by chunk with back-pressure, and connect and read tim
 
 Closing a response that is not complete closes its connection: that is how an engine such as
 vLLM learns that the client went away and aborts the request.
+
+Engines are reached at `http://host:port` or, for engines on a Unix socket in chutebox's
+private folder, at `unix:/path`. Every framing HTTP/1.1 allows is read: Content-Length,
+chunked, and a body delimited by the engine closing the connection (HTTP/1.0, or neither
+header). A refused or reset connection before any reply byte raises `EngineDownError`, so the
+caller can mark the replica down and send the request elsewhere. Each engine gets at most
+`max_connections` sockets; a burst past that waits for one to come free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -25,13 +33,15 @@ from urllib.parse import urlsplit
 import httptools
 
 from runtime.chutes import Endpoint
-from runtime.errors import UpstreamError
+from runtime.errors import EngineDownError, InvalidRequestError, UpstreamError
 
 # Past this much unread body, stop reading from the engine until the client catches up.
 HIGH_WATER = 1 << 20
 # uvicorn (vLLM, SGLang, our workers) drops idle keep-alive connections after 5 s; reusing one
 # at that moment would race the close, so older ones are not reused.
 IDLE_REUSE = 4.0
+# Statuses whose replies never have a body (RFC 9112 §6.3), whatever their headers say.
+NO_BODY = frozenset({204, 304})
 
 
 class UpstreamBroken(Exception):
@@ -44,10 +54,12 @@ class EngineClosed(UpstreamBroken):
 
 @dataclass(frozen=True)
 class UpstreamTimeouts:
-    """Seconds to connect to an engine, and the longest silence mid-reply (None: no limit)."""
+    """Seconds to connect to an engine, the longest silence mid-reply (None: no limit), and
+    the most connections open to one engine at a time."""
 
     connect: float = 10.0
     read: float | None = 900.0
+    max_connections: int = 512
 
 
 class UpstreamResponse:
@@ -152,15 +164,16 @@ class UpstreamResponse:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection to an engine, parsing replies with httptools."""
 
-    def __init__(self, pool: list[_Connection], live: set[_Connection]) -> None:
+    def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.live = live
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: UpstreamResponse | None = None
         self.headers_ready: asyncio.Future[None] | None = None
         self.received = False
         self.keep_alive = True
+        # The reply's body ends when the engine closes the connection (no length, not chunked).
+        self.until_close = False
         self.closed = False
         self.paused = False
         self.idle_since = monotonic()
@@ -183,10 +196,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.live.discard(self)
-        if self in self.pool:
-            self.pool.remove(self)
-        self._broken(EngineClosed("the engine closed the connection"))
+        self.pool.forget(self)
+        response = self.response
+        if response is not None and self.until_close and response.status and exc is None:
+            response._finish()  # a close-delimited body is complete when the engine closes
+        self._broken(EngineClosed(f"the engine closed the connection ({exc or 'EOF'})"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -198,7 +212,17 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         assert self.response is not None
-        self.response.status = self.parser.get_status_code()
+        response = self.response
+        response.status = self.parser.get_status_code()
+        headers = response.headers
+        self.until_close = (
+            "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+            and response.status not in NO_BODY
+            and response.status >= 200
+        )
+        if self.until_close:
+            self.keep_alive = False
         if self.headers_ready is not None and not self.headers_ready.done():
             self.headers_ready.set_result(None)
 
@@ -208,7 +232,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         assert self.response is not None
-        self.keep_alive = self.parser.should_keep_alive()
+        self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
         self.response._finish()
 
     # used by the pool and the response
@@ -220,7 +244,7 @@ class _Connection(asyncio.Protocol):
 
     def start(self, response: UpstreamResponse, request: bytes) -> asyncio.Future[None]:
         assert self.transport is not None
-        self.response, self.received = response, False
+        self.response, self.received, self.until_close = response, False, False
         self.headers_ready = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.headers_ready
@@ -232,7 +256,7 @@ class _Connection(asyncio.Protocol):
         self.resume()
         if reusable and self.keep_alive and not self.closed:
             self.idle_since = monotonic()
-            self.pool.append(self)
+            self.pool.put(self)
         else:
             self.close()
 
@@ -248,10 +272,72 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self in self.pool:
-            self.pool.remove(self)
+        self.pool.forget(self)
         if self.transport is not None:
             self.transport.close()
+
+
+class _Pool:
+    """The connections to one engine: idle ones to reuse, and at most `limit` open at once.
+
+    A request past the limit waits, first come first served, until a connection is returned
+    or closed: a burst cannot open thousands of sockets to one engine.
+    """
+
+    def __init__(self, address: str, limit: int) -> None:
+        self.address = address
+        self.limit = limit
+        self.idle: list[_Connection] = []
+        self.open: set[_Connection] = set()
+        self.opening = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def put(self, connection: _Connection) -> None:
+        self.idle.append(connection)
+        self._wake()
+
+    def forget(self, connection: _Connection) -> None:
+        if connection in self.idle:
+            self.idle.remove(connection)
+        if connection in self.open:
+            self.open.discard(connection)
+            self._wake()
+
+    def _wake(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def take_idle(self) -> _Connection | None:
+        now = monotonic()
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.closed and now - connection.idle_since < IDLE_REUSE:
+                return connection
+            connection.close()
+        return None
+
+    def has_room(self) -> bool:
+        return len(self.open) + self.opening < self.limit
+
+    async def wait_for_room(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # pass the turn on: this one is not taking it
+            raise
+
+    def close(self) -> None:
+        for connection in list(self.open):
+            connection.close()
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.cancel()
 
 
 class Upstream:
@@ -259,19 +345,21 @@ class Upstream:
 
     def __init__(self, timeouts: UpstreamTimeouts) -> None:
         self.timeouts = timeouts
-        self._pools: dict[str, list[_Connection]] = {}
-        self._targets: dict[str, tuple[str, int, bytes]] = {}
-        self._all: set[_Connection] = set()
+        self._pools: dict[str, _Pool] = {}
+        self._heads: dict[Endpoint, bytes] = {}
 
     @classmethod
     def create(cls, timeouts: UpstreamTimeouts | None = None) -> Upstream:
         return cls(timeouts or UpstreamTimeouts())
 
     async def close(self) -> None:
-        for connection in list(self._all):
-            connection.close()
-        self._all.clear()
+        for pool in self._pools.values():
+            pool.close()
         self._pools.clear()
+
+    def open_connections(self, address: str) -> int:
+        pool = self._pools.get(address)
+        return len(pool.open) if pool else 0
 
     async def send(
         self,
@@ -281,18 +369,31 @@ class Upstream:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> UpstreamResponse:
-        """Send a request and wait for the reply's headers; the caller reads and releases it."""
+        """Send a request and wait for the reply's headers; the caller reads and releases it.
+
+        EngineDownError when the engine refused the connection, or closed or reset it before
+        a byte of the reply: nothing was answered, so the request may go elsewhere.
+        """
         request = self._request(endpoint, method, path, body, headers)
-        connection, reused = await self._acquire(endpoint.base_url)
+        pool = self._pool(endpoint.address)
+        connection, reused = await self._acquire(pool)
         try:
             return await self._exchange(connection, request)
         except UpstreamBroken as exc:
-            if not (reused and isinstance(exc, EngineClosed)) or connection.received:
+            if connection.received or not isinstance(exc, EngineClosed):
                 raise UpstreamError(f"the engine did not answer: {exc}") from exc
+            if not reused:
+                raise EngineDownError(
+                    f"the engine dropped the connection unanswered: {exc}"
+                ) from exc
         # A pooled connection the engine had just closed: once more, on a new one.
-        connection, _ = await self._acquire(endpoint.base_url, fresh=True)
+        connection, _ = await self._acquire(pool, fresh=True)
         try:
             return await self._exchange(connection, request)
+        except EngineClosed as exc:
+            if connection.received:
+                raise UpstreamError(f"the engine did not answer: {exc}") from exc
+            raise EngineDownError(f"the engine dropped the connection unanswered: {exc}") from exc
         except UpstreamBroken as exc:
             raise UpstreamError(f"the engine did not answer: {exc}") from exc
 
@@ -323,48 +424,91 @@ class Upstream:
         body: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> bytes:
-        host = self._target(endpoint.base_url)[2]
-        lines = [f"{method} {path} HTTP/1.1\r\nHost: ".encode() + host + b"\r\n"]
-        merged = {**endpoint.headers(), **(headers or {})}
+        lines = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head(endpoint)]
+        extra = dict(headers or {})
         if body is not None:
-            merged.setdefault("Content-Type", "application/json")
-            merged["Content-Length"] = str(len(body))
-        lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in merged.items()]
+            extra.setdefault("Content-Type", "application/json")
+            extra["Content-Length"] = str(len(body))
+        lines += [_header_line(name, value) for name, value in extra.items()]
         lines.append(b"\r\n")
         if body:
             lines.append(body)
         return b"".join(lines)
 
-    def _target(self, base_url: str) -> tuple[str, int, bytes]:
-        target = self._targets.get(base_url)
-        if target is None:
-            parts = urlsplit(base_url)
-            if parts.scheme != "http" or not parts.hostname:
-                raise UpstreamError(f"engines are reached over plain http, not {base_url}")
-            port = parts.port or 80
-            target = (parts.hostname, port, f"{parts.hostname}:{port}".encode())
-            self._targets[base_url] = target
-        return target
+    def _head(self, endpoint: Endpoint) -> bytes:
+        """Host and the engine's own headers (its key), encoded once per endpoint."""
+        head = self._heads.get(endpoint)
+        if head is None:
+            lines = [b"Host: " + _parse(endpoint.address)[2] + b"\r\n"]
+            lines += [_header_line(n, v) for n, v in endpoint.headers().items()]
+            head = self._heads[endpoint] = b"".join(lines)
+        return head
 
-    async def _acquire(self, base_url: str, fresh: bool = False) -> tuple[_Connection, bool]:
-        pool = self._pools.setdefault(base_url, [])
-        now = monotonic()
-        while pool and not fresh:
-            connection = pool.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_REUSE:
-                return connection, True
-            connection.close()
-        host, port, _ = self._target(base_url)
+    def _pool(self, address: str) -> _Pool:
+        pool = self._pools.get(address)
+        if pool is None:
+            _parse(address)  # refuse a bad address before anything is counted
+            pool = self._pools[address] = _Pool(address, self.timeouts.max_connections)
+        return pool
+
+    async def _acquire(self, pool: _Pool, fresh: bool = False) -> tuple[_Connection, bool]:
+        while True:
+            if not fresh:
+                connection = pool.take_idle()
+                if connection is not None:
+                    return connection, True
+            if pool.has_room():
+                return await self._connect(pool), False
+            await pool.wait_for_room()
+
+    async def _connect(self, pool: _Pool) -> _Connection:
+        socket_path, port, _ = _parse(pool.address)
         loop = asyncio.get_running_loop()
+        pool.opening += 1
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(pool, self._all), host, port),
-                self.timeouts.connect,
-            )
-        except (OSError, TimeoutError) as exc:
-            raise UpstreamError(f"the engine did not answer: {type(exc).__name__}") from exc
-        self._all.add(protocol)
-        return protocol, False
+            if port is None:
+                opening = loop.create_unix_connection(lambda: _Connection(pool), socket_path)
+            else:
+                opening = loop.create_connection(lambda: _Connection(pool), socket_path, port)
+            _, protocol = await asyncio.wait_for(opening, self.timeouts.connect)
+        except TimeoutError as exc:
+            raise UpstreamError(
+                f"the engine did not accept a connection in {self.timeouts.connect:g}s"
+            ) from exc
+        except OSError as exc:
+            # Refused, reset, or the socket file gone: the engine is not there.
+            reason = exc.strerror or type(exc).__name__
+            raise EngineDownError(f"the engine refused the connection ({reason})") from exc
+        finally:
+            pool.opening -= 1
+        pool.open.add(protocol)
+        return protocol
+
+
+_UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+def _header_line(name: str, value: str) -> bytes:
+    if _UNSAFE.search(name) or _UNSAFE.search(value):
+        # A CR or LF would let a header value end the header and start another.
+        raise InvalidRequestError(
+            f"header {name!r}: a CR, LF or NUL character is not allowed in a header", param=name
+        )
+    return f"{name}: {value}\r\n".encode("latin-1")
+
+
+def _parse(address: str) -> tuple[str, int | None, bytes]:
+    """(host or socket path, port or None for a socket, Host header) of an engine address."""
+    if address.startswith("unix:"):
+        path = address.removeprefix("unix:")
+        if not path:
+            raise UpstreamError(f"no socket path in engine address {address!r}")
+        return path, None, b"localhost"
+    parts = urlsplit(address)
+    if parts.scheme != "http" or not parts.hostname:
+        raise UpstreamError(f"engines are reached over plain http or unix:, not {address}")
+    port = parts.port or 80
+    return parts.hostname, port, f"{parts.hostname}:{port}".encode()
 
 
 def _expire(ready: asyncio.Future[None], seconds: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,30 @@ def _docker_engine() -> bool:
     if tool is None:
         return False
     return subprocess.run([tool, "info"], capture_output=True, timeout=30).returncode == 0
+
+
+# A process that keeps one core busy until it is stopped (or for an hour at most).
+BUSY_LOOP = "import time\nend = time.monotonic() + 3600\nwhile time.monotonic() < end: pass"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--busy-cores", type=int, default=0, metavar="N",
+        help="keep N cores busy with spinning processes for the whole session: the tests must "
+        "hold on a loaded machine (e.g. pytest tests/e2e/test_faults.py --busy-cores 2)",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def busy_cores(request: pytest.FixtureRequest) -> Iterator[None]:
+    count = int(request.config.getoption("--busy-cores"))
+    spinners = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.base import split_args
+from runtime.backend import split_args
 from runtime.errors import ConfigError
 
 SELECTOR_FIELDS = ("gpu_count", "min_vram_gb_per_gpu", "max_hourly_price_per_gpu", "include",

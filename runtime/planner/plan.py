@@ -5,7 +5,12 @@ Pure: no I/O, no environment. Rules, in order:
 - a replica runs on GPUs of one type; tensor parallel is the smallest size that fits and
   divides the attention heads and hidden size (and is compatible with the KV heads);
   ties go to the smaller GPU;
-- pipeline parallel only when no tensor-parallel group of one node holds the model;
+- pipeline parallel only when no tensor-parallel group of one node holds the model: then each
+  valid tensor-parallel size with the fewest pipeline stages that hold the model, preferring
+  the plan that leaves the most whole replicas, then the fewest idle GPUs, then the larger
+  tensor-parallel group (it splits each layer's work, where stages only queue it);
+- sizes the chute's engine args ask for (tensor, pipeline, data parallel, read by the engine's
+  own backend) or its `node_selector.gpu_count` are honoured, or refused with the reason;
 - GPUs left over become extra replicas of chutes that did not fix their replica count;
 - several chutes get disjoint GPU sets; what cannot be placed is refused with the numbers.
 """
@@ -43,6 +48,10 @@ class ChuteRequest:
     concurrency: int = 32
     replicas: int | None = None
     tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    # Data-parallel ranks inside one engine (vLLM's -dp, SGLang's --dp-size): each holds a
+    # copy of the model on tensor × pipeline GPUs, and they share the chute's concurrency.
+    data_parallel_size: int | None = None
     parallel: bool = True  # the engine can split a model across GPUs (vLLM, SGLang)
 
 
@@ -60,6 +69,7 @@ class ReplicaPlan:
     gpu_id: str = "cpu"
     tp: int = 1
     pp: int = 1
+    dp: int = 1
     weights_gb: float = 0.0
     kv_gb: float = 0.0
     free_gb: float = 0.0
@@ -94,9 +104,23 @@ class _Shape:
     memory_gb: float
     tp: int
     pp: int
-    need_bytes: float
+    need_bytes: float  # one copy of the model: weights plus its share of the KV cache
     weights_bytes: float
     multinode: bool = False
+    dp: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """What the planner may choose: tensor sizes to try, and what the chute fixed."""
+
+    tp: list[int]
+    pp: int | None = None
+    dp: int = 1
 
 
 class _Free:
@@ -143,8 +167,9 @@ def splits(facts: ModelFacts | None, tp: int) -> bool:
     return facts.kv_heads % tp == 0 or tp % facts.kv_heads == 0
 
 
-def _need(req: ChuteRequest, reasons: list[str]) -> tuple[float, float]:
-    """(total bytes, weight bytes) the chute needs across its GPUs."""
+def _need(req: ChuteRequest, reasons: list[str], dp: int = 1) -> tuple[float, float]:
+    """(bytes, weight bytes) one copy of the model needs across its GPUs; with `dp` data-
+    parallel copies, each holds the KV cache of its share of the concurrency."""
     assert req.facts is not None
     weights, how = weights_need(req.facts)
     kv = 0.0
@@ -154,28 +179,48 @@ def _need(req: ChuteRequest, reasons: list[str]) -> tuple[float, float]:
         if req.max_model_len is None:
             reasons.append(f"max_model_len not set: planning KV cache for {context} tokens")
         per_token = kv_bytes_per_token(req.facts)
-        kv = per_token * context * req.concurrency
+        concurrent = math.ceil(req.concurrency / dp)
+        kv = per_token * context * concurrent
+        per_rank = " per data-parallel rank" if dp > 1 else ""
         how += (f" + KV {kv / GB:.1f} GB ({per_token / 1024:.0f} KiB/token × {context} tokens × "
-                f"{req.concurrency} concurrent)")  # fmt: skip
+                f"{concurrent} concurrent{per_rank})")  # fmt: skip
     reasons.append(f"needs {(weights + kv) / GB:.1f} GB: {how}")
     return weights + kv, weights
 
 
-def _tp_sizes(req: ChuteRequest, reasons: list[str]) -> list[int]:
-    explicit = req.tensor_parallel_size or req.selector.gpu_count
+def _sizes(req: ChuteRequest, reasons: list[str]) -> _Sizes:
+    """The tensor sizes to try, and the pipeline and data-parallel sizes the chute fixed."""
+    pp, dp = req.pipeline_parallel_size, req.data_parallel_size or 1
+    explicit = req.tensor_parallel_size
     if not req.parallel:
-        if explicit and explicit > 1:
-            raise PlanError(f"{req.name}: this engine runs on one GPU; it cannot use {explicit}")
-        return [1]
+        asked = max(explicit or 1, pp or 1, dp, req.selector.gpu_count or 1)
+        if asked > 1:
+            raise PlanError(f"{req.name}: this engine runs on one GPU; it cannot use {asked}")
+        return _Sizes([1])
+    if explicit is None and req.selector.gpu_count:
+        per_copy = (pp or 1) * dp
+        if req.selector.gpu_count % per_copy:
+            raise PlanError(f"{req.name}: node_selector.gpu_count={req.selector.gpu_count} is not "
+                            f"a multiple of pipeline {pp or 1} × data parallel {dp}")  # fmt: skip
+        explicit = req.selector.gpu_count // per_copy
+        what = "node_selector.gpu_count"
+    else:
+        what = "tensor_parallel_size"
+    if pp and pp > 1:
+        reasons.append(f"pipeline_parallel_size={pp} honoured")
+    if dp > 1:
+        reasons.append(f"data_parallel_size={dp} honoured: {dp} copies of the model in one "
+                       "engine, sharing the chute's concurrency")  # fmt: skip
     if explicit:
-        what = "tensor_parallel_size" if req.tensor_parallel_size else "node_selector.gpu_count"
         if not splits(req.facts, explicit):
             facts = req.facts
             detail = (f"{facts.heads} attention heads, {facts.kv_heads} KV heads, hidden "
                       f"{facts.hidden}" if facts else "unknown architecture")  # fmt: skip
             raise PlanError(f"{req.name}: {what}={explicit} does not divide the model ({detail})")
-        reasons.append(f"{what}={explicit} honoured")
-        return [explicit]
+        reasons.append(f"{what}={explicit} honoured"
+                       + (f" (tensor parallel {explicit})" if what != "tensor_parallel_size"
+                          and explicit != req.selector.gpu_count else ""))  # fmt: skip
+        return _Sizes([explicit], pp, dp)
     sizes = [t for t in range(1, 9) if splits(req.facts, t)]
     skipped = [t for t in (2, 4, 8) if t not in sizes]
     if req.facts and not req.facts.has_attention:
@@ -184,41 +229,67 @@ def _tp_sizes(req: ChuteRequest, reasons: list[str]) -> list[int]:
     elif skipped and req.facts:
         reasons.append(f"tensor parallel {skipped} ruled out: {req.facts.heads} heads / "
                        f"{req.facts.kv_heads} KV heads do not split that way")  # fmt: skip
-    return sizes
+    return _Sizes(sizes, pp, dp)
 
 
-def _shape(req: ChuteRequest, free: _Free, sizes: list[int], need: float, weights: float,
+def _room(free: _Free, gpu_id: str, gpus: int) -> bool:
+    return any(len(free.of_type(n.name, gpu_id)) >= gpus for n in free.nodes)
+
+
+def _shape(req: ChuteRequest, free: _Free, sizes: _Sizes, need: float, weights: float,
            reasons: list[str]) -> _Shape:  # fmt: skip
     types = free.types(req.selector)
     if not types:
         raise PlanError(f"{req.name}: no free GPU matches its node selector")
-    biggest = max(len(free.of_type(n.name, t)) for n in free.nodes for t, _ in types)
-    for tp in sizes:  # fewest GPUs first, then the smaller GPU
-        for gpu_id, memory in types:
-            if need / tp <= memory * GB and any(
-                len(free.of_type(n.name, gpu_id)) >= tp for n in free.nodes
-            ):
-                return _Shape(gpu_id, memory, tp, 1, need, weights)
-    for total in range(2, biggest + 1):  # pipeline stages inside one node
-        for tp in [t for t in sizes if total % t == 0 and t < total]:
+    dp = sizes.dp
+    if not sizes.pp or sizes.pp == 1:
+        for tp in sizes.tp:  # fewest GPUs first, then the smaller GPU
             for gpu_id, memory in types:
-                if need / total <= memory * GB and any(
-                    len(free.of_type(n.name, gpu_id)) >= total for n in free.nodes
-                ):
-                    reasons.append(f"no tensor-parallel group fits; {total // tp} pipeline "
-                                   f"stages of tensor parallel {tp}")  # fmt: skip
-                    return _Shape(gpu_id, memory, tp, total // tp, need, weights)
-    shape = _multinode(free, sizes, types, need, weights)
+                if need / tp <= memory * GB and _room(free, gpu_id, tp * dp):
+                    return _Shape(gpu_id, memory, tp, 1, need, weights, dp=dp)
+    shape = _pipeline_shape(req, free, sizes, types, need, weights)
     if shape is not None:
-        reasons.append(f"one node cannot hold it: tensor parallel {shape.tp} within each node, "
-                       f"pipeline parallel {shape.pp} across nodes")  # fmt: skip
+        stages = "" if sizes.pp else ("no tensor-parallel group fits; ")
+        reasons.append(f"{stages}{shape.pp} pipeline stages of tensor parallel {shape.tp}")
         return shape
+    if sizes.pp is None and dp == 1:
+        shape = _multinode(free, sizes.tp, types, need, weights)
+        if shape is not None:
+            reasons.append(f"one node cannot hold it: tensor parallel {shape.tp} within each "
+                           f"node, pipeline parallel {shape.pp} across nodes")  # fmt: skip
+            return shape
     best = max(memory * max(len(free.of_type(n.name, t)) for n in free.nodes)
                for t, memory in types)  # fmt: skip
+    fixed = f", pipeline {sizes.pp}" if sizes.pp else ""
+    fixed += f", data parallel {dp} (a copy per rank)" if dp > 1 else ""
     raise PlanError(
-        f"{req.name}: needs {need / GB:.1f} GB but the largest free group of one GPU type "
-        f"holds {best:.0f} GB (with tensor parallel sizes {sizes} allowed by its heads)"
+        f"{req.name}: needs {need / GB:.1f} GB per copy but the largest free group of one GPU "
+        f"type holds {best:.0f} GB (with tensor parallel sizes {sizes.tp} allowed by its "
+        f"heads{fixed})"
     )
+
+
+def _pipeline_shape(req: ChuteRequest, free: _Free, sizes: _Sizes,
+                    types: list[tuple[str, float]], need: float,
+                    weights: float) -> _Shape | None:  # fmt: skip
+    """Tensor × pipeline on one node: for each tensor size, the fewest stages that hold the
+    model (or the stages the chute fixed); the plan leaving the most whole replicas wins, then
+    the one leaving fewest GPUs idle, then the larger tensor group, then the smaller GPU."""
+    best: tuple[tuple[float, ...], _Shape] | None = None
+    for gpu_id, memory in types:
+        counts = [len(free.of_type(n.name, gpu_id)) for n in free.nodes]
+        for tp in sizes.tp:
+            pp = sizes.pp or max(2, math.ceil(need / (tp * memory * GB)))
+            gpus = tp * pp * sizes.dp
+            if need / (tp * pp) > memory * GB or gpus > max(counts):
+                continue
+            fit = sum(c // gpus for c in counts)
+            replicas = min(fit, req.replicas) if req.replicas else fit
+            idle = sum(counts) - replicas * gpus
+            rank = (-replicas, idle, -tp, memory)
+            if best is None or rank < best[0]:
+                best = (rank, _Shape(gpu_id, memory, tp, pp, need, weights, dp=sizes.dp))
+    return best[1] if best else None
 
 
 def _multinode(free: _Free, sizes: list[int], types: list[tuple[str, float]], need: float,
@@ -244,7 +315,7 @@ def _allocate_any(shape: _Shape, free: _Free, selector: NodeSelector) -> Replica
     for gpu_id, memory in free.types(selector):
         if gpu_id != shape.gpu_id and per_gpu <= memory * GB:
             other = _Shape(gpu_id, memory, shape.tp, shape.pp, shape.need_bytes,
-                           shape.weights_bytes)  # fmt: skip
+                           shape.weights_bytes, dp=shape.dp)  # fmt: skip
             replica = _allocate(other, free)
             if replica is not None:
                 return replica
@@ -264,13 +335,13 @@ def _allocate(shape: _Shape, free: _Free) -> ReplicaPlan | None:
                 placements.append(Placement(node.name, gpus))
     else:
         for node in free.nodes:
-            gpus = free.take(node, shape.gpu_id, shape.tp * shape.pp)
+            gpus = free.take(node, shape.gpu_id, shape.gpus)
             if gpus is not None:
                 placements.append(Placement(node.name, gpus))
                 break
     if not placements:
         return None
-    total = shape.tp * shape.pp
+    total = shape.gpus
     env: tuple[tuple[str, str], ...] = ()
     unset: tuple[str, ...] = ()
     if total > 1:
@@ -278,10 +349,11 @@ def _allocate(shape: _Shape, free: _Free) -> ReplicaPlan | None:
             unset = NCCL_REENABLE
         else:
             env = (("NCCL_P2P_DISABLE", "1"),)
-    per_gpu_weights = shape.weights_bytes / total / GB
-    per_gpu_kv = (shape.need_bytes - shape.weights_bytes) / total / GB
+    copy = shape.tp * shape.pp
+    per_gpu_weights = shape.weights_bytes / copy / GB
+    per_gpu_kv = (shape.need_bytes - shape.weights_bytes) / copy / GB
     return ReplicaPlan(
-        placements=tuple(placements), gpu_id=shape.gpu_id, tp=shape.tp, pp=shape.pp,
+        placements=tuple(placements), gpu_id=shape.gpu_id, tp=shape.tp, pp=shape.pp, dp=shape.dp,
         weights_gb=per_gpu_weights, kv_gb=per_gpu_kv,
         free_gb=shape.memory_gb - per_gpu_weights - per_gpu_kv, env=env, env_unset=unset,
     )  # fmt: skip
@@ -293,16 +365,18 @@ def _unknown_model(req: ChuteRequest, free: _Free, reasons: list[str]) -> _Shape
     if not types:
         raise PlanError(f"{req.name}: no free GPU matches its node selector")
     gpu_id, memory = types[-1]
-    count = (
-        req.tensor_parallel_size
-        or req.selector.gpu_count
-        or max(len(free.of_type(n.name, gpu_id)) for n in free.nodes)
-    )
     if not req.parallel:
-        count = 1
-    reasons.append(f"model size unknown (not local, no --params): tensor parallel over {count} "
-                   f"{gpu_id}, as the Chutes templates use every visible GPU")  # fmt: skip
-    return _Shape(gpu_id, memory, count, 1, 0.0, 0.0)
+        _sizes(req, reasons)  # refuses sizes above one
+        reasons.append("model size unknown (not local, no --params): one GPU")
+        return _Shape(gpu_id, memory, 1, 1, 0.0, 0.0)
+    pp, dp = req.pipeline_parallel_size or 1, req.data_parallel_size or 1
+    total = req.selector.gpu_count or max(len(free.of_type(n.name, gpu_id)) for n in free.nodes)
+    tp = req.tensor_parallel_size or max(1, total // (pp * dp))
+    reasons.append(f"model size unknown (not local, no --params): tensor parallel {tp} over "
+                   f"{gpu_id}" + (f" × pipeline {pp}" if pp > 1 else "")
+                   + (f" × data parallel {dp}" if dp > 1 else "")
+                   + ", as the Chutes templates use every visible GPU")  # fmt: skip
+    return _Shape(gpu_id, memory, tp, pp, 0.0, 0.0, dp=dp)
 
 
 def _place(req: ChuteRequest, free: _Free) -> tuple[_Shape, ReplicaPlan, list[str]]:
@@ -313,16 +387,16 @@ def _place(req: ChuteRequest, free: _Free) -> tuple[_Shape, ReplicaPlan, list[st
     if req.facts is None or (req.facts.weight_bytes is None and req.facts.params is None):
         shape = _unknown_model(req, free, reasons)
     else:
-        need, weights = _need(req, reasons)
-        shape = _shape(req, free, _tp_sizes(req, reasons), need, weights, reasons)
+        sizes = _sizes(req, reasons)
+        need, weights = _need(req, reasons, sizes.dp)
+        shape = _shape(req, free, sizes, need, weights, reasons)
     replica = _allocate(shape, free)
     if replica is None:
-        raise PlanError(
-            f"{req.name}: not enough free {shape.gpu_id} GPUs for {shape.tp * shape.pp}"
-        )
-    reasons.append(f"each replica: {shape.tp * shape.pp} × {shape.gpu_id} "
+        raise PlanError(f"{req.name}: not enough free {shape.gpu_id} GPUs for {shape.gpus}")
+    reasons.append(f"each replica: {shape.gpus} × {shape.gpu_id} "
                    f"({shape.memory_gb:.0f} GB), tensor parallel {shape.tp}"
-                   + (f", pipeline parallel {shape.pp}" if shape.pp > 1 else ""))  # fmt: skip
+                   + (f", pipeline parallel {shape.pp}" if shape.pp > 1 else "")
+                   + (f", data parallel {shape.dp}" if shape.dp > 1 else ""))  # fmt: skip
     if replica.env_unset:
         unset = ", ".join(NCCL_REENABLE)
         reasons.append(f"{shape.gpu_id} is NVLink-class: NCCL P2P/IB re-enabled (unset "

@@ -64,8 +64,8 @@ class ChatCompletionMessage(BaseModel):
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             if self.role != "assistant":
                 raise ParamError("content", f"a {self.role} message needs `content`")
-        if self.role == "tool" and not self.tool_call_id:
-            raise ParamError("tool_call_id", "a tool message needs `tool_call_id`")
+        # A tool message without `tool_call_id` is let through: OpenAI requires the field, but
+        # vLLM and SGLang accept the message (their chat templates decide), and so does Chutes.
         return self
 
 
@@ -102,6 +102,25 @@ class ChatCompletionRequest(SamplingFields):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    reasoning_effort: str | None = None
+    # The rest of OpenAI's fields: what they mean is OpenAI's platform (storage, service tiers,
+    # audio, web search…) or deprecated. They are accepted, and reach an engine that names
+    # them in its request schema; for one that does not, they are dropped (runtime.fields).
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    verbosity: str | None = None
+    moderation: dict[str, Any] | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: str | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:

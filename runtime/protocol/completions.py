@@ -12,6 +12,7 @@ class CompletionRequest(SamplingFields):
 
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool | None = None
+    best_of: int | None = Field(None, ge=0, le=20)
     logprobs: int | None = Field(None, ge=0, le=20)
     suffix: str | None = None
 

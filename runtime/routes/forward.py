@@ -8,28 +8,23 @@ from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
 from runtime import fastjson
-from runtime.chutes import Chute
+from runtime.chutes import Chute, Lease
 from runtime.errors import EngineUnavailableError, InvalidRequestError
+from runtime.fields import openai_fields, screen
 from runtime.gateway import Gateway, Limits, header, read_body
 from runtime.protocol.validation import parse_body, validate
 from runtime.rewrite import rewrite_request, wants_thinking
 from runtime.streaming import EngineCall
 
 
-def check_fields(
-    data: dict[str, Any], schema: type[BaseModel], accepted: frozenset[str] | None
+def screen_fields(
+    data: dict[str, Any], chute: Chute, path: str, schema: type[BaseModel], strict: bool
 ) -> None:
-    """Refuse fields neither our schema nor the engine knows, as OpenAI does."""
-    if accepted is None:
-        return
-    known = schema.__pydantic_fields__
-    for name in data:
-        if name not in known and name not in accepted:
-            raise InvalidRequestError(
-                f"Unrecognized request argument supplied: {name}",
-                param=name,
-                code="unknown_parameter",
-            )
+    """Refuse fields neither OpenAI nor the engine knows (when strict), and drop OpenAI fields
+    the engine does not read. Unchecked when the engine published nothing for this route."""
+    engine = chute.fields.known(path) if chute.fields is not None else None
+    if engine is not None:
+        screen(data, openai_fields(schema), engine, strict)
 
 
 def check_limits(data: dict[str, Any], limits: Limits) -> None:
@@ -58,9 +53,8 @@ def require_capability(chute: Chute, capability: str, path: str) -> None:
 
 
 async def forward(
-    scope: Scope, receive: Receive, schema: type[BaseModel], capability: str, *, chat: bool,
-    admit: bool = True,
-) -> EngineCall:  # fmt: skip
+    scope: Scope, receive: Receive, schema: type[BaseModel], capability: str, *, chat: bool
+) -> EngineCall:
     state = scope["state"]
     gateway: Gateway = state["gateway"]
     if gateway.chutes.draining:
@@ -78,8 +72,7 @@ async def forward(
     path = scope["path"]
     state["chute"] = chute.name
     require_capability(chute, capability, path)
-    if gateway.strict_params:
-        check_fields(data, schema, chute.backend.accepted_fields(capability))
+    screen_fields(data, chute, path, schema, gateway.strict_params)
     chute.require_ready()
     thinking = thinking or wants_thinking(header(scope, b"x-enable-thinking"))
     body = rewrite_request(data, chute.name, gateway.rules, thinking=thinking, chat=chat)
@@ -89,22 +82,20 @@ async def forward(
         # Engines that abort by id learn it here; a client's own id is kept.
         body.setdefault(field, state["invocation_id"])
         abort = chute.backend.abort_call(str(body[field]))
-    if admit and await chute.admission.acquire():
-        try:
-            chute.require_ready()  # it waited in the queue: maybe through a restart
-        except EngineUnavailableError:
-            chute.admission.release()
-            raise
-    replica, endpoint = chute.pick()  # cannot fail now: readiness was checked in this tick
+    await chute.admission.acquire()
+    try:
+        lease = Lease(chute)  # not ready after a wait in the queue (a restart): 503
+    except EngineUnavailableError:
+        chute.admission.release()
+        raise
 
     def done() -> None:
-        replica.outstanding -= 1
-        if admit:
-            chute.admission.release()
+        lease.release()
+        chute.admission.release()
 
     return EngineCall(
         gateway.upstream,
-        endpoint,
+        lease,
         path,
         fastjson.dumps(body),
         headers=chute.admission.headers,
@@ -113,6 +104,7 @@ async def forward(
         chute=chute.name,
         metrics=gateway.metrics,
         keepalive=gateway.keepalive,
+        shutdown=gateway.chutes,
     )
 
 
@@ -124,15 +116,11 @@ class Forward:
     every ChuteboxError in the one envelope).
     """
 
-    def __init__(
-        self, schema: type[BaseModel], capability: str, *, chat: bool, admit: bool = True
-    ) -> None:
+    def __init__(self, schema: type[BaseModel], capability: str, *, chat: bool) -> None:
         self.schema = schema
         self.capability = capability
         self.chat = chat
-        self.admit = admit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        call = await forward(scope, receive, self.schema, self.capability, chat=self.chat,
-                             admit=self.admit)  # fmt: skip
+        call = await forward(scope, receive, self.schema, self.capability, chat=self.chat)
         await call(scope, receive, send)

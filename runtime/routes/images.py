@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from engines.base import IMAGES
+from runtime.backend import IMAGES
 from runtime.protocol.images import GenerateRequest, ImageGenerationRequest
 from runtime.routes.forward import Forward
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from engines.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.backend import CHAT, COMPLETIONS, EMBEDDINGS
 from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
 from runtime.protocol.embeddings import EmbeddingRequest

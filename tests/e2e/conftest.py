@@ -16,7 +16,7 @@ OTHER_KEY = "cpk_test_secondary"
 MODEL = "tiny-llama"
 SIDE = "side"
 ENGINE_ARGS = (
-    "--dtype bfloat16 --max-model-len 2048 --enforce-eager "
+    "--dtype bfloat16 --max-model-len 2048 --enforce-eager --max-num-seqs 128 "
     "--enable-auto-tool-choice --tool-call-parser hermes "
     "--structured-outputs-config "
     + "'"
@@ -45,6 +45,9 @@ def vllm_gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         f'\n[[chutes]]\nname = {json.dumps(SIDE)}\nengine = "fake"\n'
         f"model = {json.dumps(str(folder))}\n"
     )
-    args = ["--config", str(config), "--api-key", API_KEY, "--api-key", OTHER_KEY]
-    with chutebox_serve(args, folder / "chutebox.log", ready_timeout=420) as served:
+    # The gateway's keys from the environment, as README advises: not in `ps` either.
+    keys = {"CHUTEBOX_API_KEYS": f"{API_KEY},{OTHER_KEY}"}
+    # --max-n 128: the fault tests' long requests are 96 sequences of one request.
+    args = ["--config", str(config), "--max-n", "128"]
+    with chutebox_serve(args, folder / "chutebox.log", ready_timeout=420, env=keys) as served:
         yield served

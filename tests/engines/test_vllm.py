@@ -1,14 +1,18 @@
+import json
+import subprocess
+import sys
+
 import pytest
 
-from engines.base import LaunchRequest
-from engines.vllm import VLLMBackend, cpu_bind, flag_value
+from engines.vllm import DP_FLAGS, PP_FLAGS, TP_FLAGS, VLLMBackend, cpu_bind
+from runtime.backend import LaunchRequest, ParallelSizes, flag_value
 from runtime.errors import ConfigError
 
 
 def request(**fields: object) -> LaunchRequest:
     base: dict[str, object] = {
-        "model_path": "/m", "served_name": "name", "port": 10101, "api_key": "k",
-        "python": "py", "device": "cpu", "cpu_ids": (0, 1),
+        "model_path": "/m", "served_name": "name", "socket_path": "/run/cbx/e1.sock",
+        "api_key": "k", "python": "py", "device": "cpu", "cpu_ids": (0, 1),
     }  # fmt: skip
     base.update(fields)
     return LaunchRequest(**base)  # type: ignore[arg-type]
@@ -18,10 +22,18 @@ def test_cpu_command_matches_the_chutes_template_plus_cpu_needs() -> None:
     spec = VLLMBackend().launch(request(engine_args=("--dtype", "bfloat16")))
     assert spec.argv == (
         "py", "-m", "vllm.entrypoints.openai.api_server", "--model", "/m",
-        "--served-model-name", "name", "--api-key", "k", "--host", "127.0.0.1",
-        "--port", "10101", "--kv-cache-memory-bytes", "268435456", "--dtype", "bfloat16",
+        "--served-model-name", "name", "--uds", "/run/cbx/e1.sock",
+        "--kv-cache-memory-bytes", "268435456", "--dtype", "bfloat16",
     )  # fmt: skip
+    # The key in the environment (vLLM reads VLLM_API_KEY), never in the arguments.
+    assert spec.env["VLLM_API_KEY"] == "k" and "k" not in spec.argv
     assert "VLLM_CPU_OMP_THREADS_BIND" not in spec.env
+
+
+def test_without_a_socket_it_listens_on_loopback() -> None:
+    spec = VLLMBackend().launch(request(socket_path="", port=10101))
+    assert ("--host", "127.0.0.1", "--port", "10101") == spec.argv[7:11]
+    assert "--uds" not in spec.argv and spec.env["VLLM_API_KEY"] == "k"
 
 
 def test_cpu_tensor_parallel_binds_one_core_set_per_rank() -> None:
@@ -55,15 +67,57 @@ def test_cpu_replicas_are_pinned_to_their_cores() -> None:
 
 
 @pytest.mark.parametrize(
-    "arg", ["--api-key", "--served-model-name=x", "--revision", "--host", "--port=1", "--model"]
+    "arg",
+    ["--api-key", "--served-model-name=x", "--revision", "--host", "--port=1", "--model", "--uds"],
 )
 def test_owned_flags_are_refused(arg: str) -> None:
     with pytest.raises(ConfigError, match=arg.partition("=")[0]):
         VLLMBackend().check_args([arg, "v"])
 
 
-def test_accepted_fields_cover_vllm_extras() -> None:
-    backend = VLLMBackend()
-    chat = backend.accepted_fields("chat")
-    assert chat is not None and {"top_k", "min_p", "chat_template_kwargs"} <= chat
-    assert "temprature" not in chat
+@pytest.mark.parametrize(
+    ("args", "sizes"),
+    [
+        ((), ParallelSizes()),
+        (("--tensor-parallel-size", "4"), ParallelSizes(4)),
+        (("-tp", "2", "-pp=2"), ParallelSizes(2, 2)),
+        (("--pipeline-parallel-size=3", "--data-parallel-size", "2"), ParallelSizes(None, 3, 2)),
+        (("-dp", "4"), ParallelSizes(data=4)),
+    ],
+)
+def test_parallel_sizes_are_read_in_vllms_own_flags(
+    args: tuple[str, ...], sizes: ParallelSizes
+) -> None:
+    assert VLLMBackend().parallel_sizes(args) == sizes
+
+
+def test_a_parallel_size_that_is_not_a_positive_integer_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--tensor-parallel-size takes a positive integer"):
+        VLLMBackend().check_args(["-tp", "two"])
+
+
+PARSE = """
+import json, sys
+from vllm.engine.arg_utils import EngineArgs
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+parser = EngineArgs.add_cli_args(FlexibleArgumentParser())
+out = {}
+for flag, dest in json.loads(sys.argv[1]):
+    out[flag] = getattr(parser.parse_args(["--model", "m", flag, "3"]), dest)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_the_flag_spellings_are_vllms() -> None:
+    """Every spelling read here means the same to vLLM's own argument parser (in a process of
+    its own: importing vLLM warns about its own dependencies)."""
+    pytest.importorskip("vllm")
+    pairs = [(flag, dest) for flags, dest in ((TP_FLAGS, "tensor_parallel_size"),
+             (PP_FLAGS, "pipeline_parallel_size"), (DP_FLAGS, "data_parallel_size"))
+             for flag in flags]  # fmt: skip
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", PARSE, json.dumps(pairs)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed == {flag: 3 for flag, _ in pairs}

@@ -17,6 +17,7 @@ from engines.vllm import VLLMBackend
 from runtime.admission import Admission
 from runtime.app import create_app
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
+from runtime.fields import EngineFields
 from runtime.settings import ChuteSettings, Settings
 from tests.support.servers import fake_engine
 from tests.support.uvicorn_thread import serve_in_thread
@@ -42,8 +43,14 @@ class Gateway:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
-def post_while_a_slot_is_held(gateway: Gateway, stream: dict[str, Any]) -> httpx.Response:
-    """Hold a slot with the streaming request `stream`, and meanwhile send it non-streaming."""
+def post_while_a_slot_is_held(
+    gateway: Gateway,
+    stream: dict[str, Any],
+    path: str = "/v1/chat/completions",
+    body: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """Hold a slot with the streaming chat request `stream`, and meanwhile POST `body` (by
+    default the same request, not streamed) to `path`."""
     started = threading.Event()
 
     def hold() -> None:
@@ -58,7 +65,7 @@ def post_while_a_slot_is_held(gateway: Gateway, stream: dict[str, Any]) -> httpx
     holder.start()
     assert started.wait(10)
     with gateway.client() as client:
-        reply = client.post("/v1/chat/completions", json={**stream, "stream": False})
+        reply = client.post(path, json=body if body is not None else {**stream, "stream": False})
     holder.join(10)
     return reply
 
@@ -66,8 +73,17 @@ def post_while_a_slot_is_held(gateway: Gateway, stream: dict[str, Any]) -> httpx
 GatewayFactory = Callable[..., Gateway]
 
 
+@pytest.fixture(scope="session")
+def engine_fields(engines: dict[str, Endpoint]) -> EngineFields:
+    """What the fake engines publish in /openapi.json, read as the supervisor reads it."""
+    document = httpx.get(engines["tiny"].address + "/openapi.json", timeout=10).json()
+    return EngineFields.from_openapi(document)
+
+
 @pytest.fixture
-def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[GatewayFactory]:
+def make_gateway(
+    engines: dict[str, Endpoint], engine_fields: EngineFields, tmp_path: Path
+) -> Iterator[GatewayFactory]:
     stack = ExitStack()
 
     def make(concurrency: int = 8, **settings_fields: object) -> Gateway:
@@ -87,6 +103,7 @@ def make_gateway(engines: dict[str, Endpoint], tmp_path: Path) -> Iterator[Gatew
                 replicas=[replica],
                 phase=ChuteState.STARTING,
                 card={"max_model_len": 512, "root": "/models/" + name},
+                fields=engine_fields,
             )
 
         chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend()),

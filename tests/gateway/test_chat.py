@@ -110,7 +110,7 @@ def test_a_stream_the_engine_breaks_ends_with_an_error_event(gateway: Gateway) -
 def test_client_disconnect_mid_stream_reaches_the_engine(
     gateway: Gateway, engines: dict[str, Any]
 ) -> None:
-    stats_url = engines["loose"].base_url + "/fake/stats"
+    stats_url = engines["loose"].address + "/fake/stats"
     before = httpx.get(stats_url).json()["streams_abandoned"]
     request = {
         "model": "loose", "stream": True, "fake_delay": 0.2,
@@ -135,7 +135,7 @@ def test_sglang_requests_carry_the_invocation_id_and_are_aborted_by_it(
     make_gateway: GatewayFactory, engines: dict[str, Any]
 ) -> None:
     gateway = make_gateway(strict_params=False)
-    stats_url = engines["sg"].base_url + "/fake/stats"
+    stats_url = engines["sg"].address + "/fake/stats"
     request = {
         "model": "sg", "stream": True, "fake_delay": 0.2,
         "messages": [{"role": "user", "content": " ".join(["w"] * 50)}],
@@ -161,5 +161,5 @@ def test_a_finished_sglang_request_is_not_aborted(
         reply = client.post("/v1/chat/completions", json={"model": "sg", "messages": USER})
     assert reply.status_code == 200
     time.sleep(0.2)
-    aborted = httpx.get(engines["sg"].base_url + "/fake/stats").json()["aborted"]
+    aborted = httpx.get(engines["sg"].address + "/fake/stats").json()["aborted"]
     assert reply.headers["x-chutes-invocationid"] not in aborted

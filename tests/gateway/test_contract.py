@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.chutes import ChuteState
+from runtime.chutes import ChuteState, Endpoint
 from tests.gateway.conftest import KEYS, Gateway, GatewayFactory, post_while_a_slot_is_held
 
 USER = [{"role": "user", "content": "hi"}]
@@ -32,6 +32,7 @@ def assert_envelope(reply: httpx.Response, status: int, param: str | None = None
     "headers",
     [
         {"Authorization": f"Bearer {KEYS[0]}"},
+        {"Authorization": f"bearer {KEYS[0]}"},
         {"Authorization": KEYS[1]},
         {"X-API-Key": KEYS[1]},
     ],
@@ -48,6 +49,15 @@ def test_missing_or_wrong_keys_get_401(gateway: Gateway, headers: dict[str, str]
     error = assert_envelope(reply, 401)
     assert error["type"] == "authentication_error"
     assert reply.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Digest"])
+def test_another_scheme_is_401_saying_what_is_expected(gateway: Gateway, scheme: str) -> None:
+    with gateway.client(key=None) as client:
+        reply = client.post("/v1/chat/completions", json=CHAT,
+                            headers={"Authorization": f"{scheme} {KEYS[0]}"})  # fmt: skip
+    error = assert_envelope(reply, 401)
+    assert f"not the '{scheme}' scheme" in error["message"] and "Bearer <key>" in error["message"]
 
 
 def test_probes_and_models_are_public_by_default(gateway: Gateway) -> None:
@@ -102,18 +112,32 @@ def test_bad_input_is_400_naming_the_parameter(
     assert_envelope(reply, 400, param)
 
 
-def test_vllm_extras_pass_and_unknown_fields_are_refused(gateway: Gateway) -> None:
+def test_engine_extras_pass_and_fields_nobody_knows_are_refused(gateway: Gateway) -> None:
+    # The fake engine's /openapi.json names top_k and min_p, as vLLM's does.
     with gateway.client() as client:
         ok = client.post("/v1/chat/completions", json={**CHAT, "top_k": 5, "min_p": 0.1})
         assert ok.status_code == 200
-        reply = client.post("/v1/chat/completions", json={**CHAT, "store": True})
-    error = assert_envelope(reply, 400, "store")
-    assert error["message"] == "Unrecognized request argument supplied: store"
+        reply = client.post("/v1/chat/completions", json={**CHAT, "top_kk": 5})
+    error = assert_envelope(reply, 400, "top_kk")
+    assert error["message"] == "Unrecognized request argument supplied: top_kk"
+
+
+def test_openai_fields_the_engine_does_not_read_are_accepted_and_not_sent(
+    gateway: Gateway, engines: dict[str, Endpoint]
+) -> None:
+    # The fake engine's schema leaves out store, metadata and service_tier (as vLLM 0.32's).
+    extra = {"store": True, "metadata": {"k": "v"}, "service_tier": "auto", "top_k": 3}
+    with gateway.client() as client:
+        reply = client.post("/v1/chat/completions", json={**CHAT, **extra})
+    assert reply.status_code == 200
+    sent = httpx.get(engines["tiny"].address + "/fake/stats").json()["last_body"]
+    assert "top_k" in sent and not {"store", "metadata", "service_tier"} & set(sent)
 
 
 def test_unknown_fields_pass_when_strictness_is_off(make_gateway: GatewayFactory) -> None:
     with make_gateway(strict_params=False).client() as client:
-        assert client.post("/v1/chat/completions", json={**CHAT, "store": True}).status_code == 200
+        reply = client.post("/v1/chat/completions", json={**CHAT, "top_kk": True})
+    assert reply.status_code == 200
 
 
 @pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]"])
@@ -174,3 +198,15 @@ def test_over_capacity_is_429_with_retry_after(make_gateway: GatewayFactory) -> 
             break
         time.sleep(0.02)
     assert (chute.admission.used, chute.replicas[0].outstanding) == (0, 0)
+
+
+@pytest.mark.parametrize("path", ["/tokenize", "/detokenize"])
+def test_tokenize_routes_take_an_admission_slot(make_gateway: GatewayFactory, path: str) -> None:
+    gateway = make_gateway(concurrency=1)
+    slow = {"model": "tiny", "messages": [{"role": "user", "content": "a b c"}],
+            "stream": True, "fake_delay": 0.3}  # fmt: skip
+    tokenize = {"model": "tiny", "prompt": "hi"}
+    body = tokenize if path == "/tokenize" else {"model": "tiny", "tokens": [104]}
+    assert_envelope(post_while_a_slot_is_held(gateway, slow, path, body), 429)
+    with gateway.client() as client:
+        assert client.post(path, json=body).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.gateway.conftest import Gateway, GatewayFactory, post_while_a_slot_is_held
 from tests.gateway.test_contract import CHAT, assert_envelope
 
@@ -89,3 +91,24 @@ def test_cors_is_off_unless_origins_are_configured(make_gateway: GatewayFactory)
     assert other.status_code == 400
     assert call.headers["access-control-allow-origin"] == "https://app.example"
     assert "x-chutes-invocationid" in call.headers["access-control-expose-headers"].lower()
+
+
+def test_a_forced_stop_ends_streams_with_an_error_event_and_new_relays_with_503(
+    gateway: Gateway,
+) -> None:
+    slow = {**SLOW, "messages": [{"role": "user", "content": "one two three four five six"}]}
+    with (
+        gateway.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=slow) as reply,
+    ):
+        lines = reply.iter_lines()
+        next(line for line in lines if line.startswith("data:"))
+        relay = next(iter(gateway.chutes.relays))
+        relay.get_loop().call_soon_threadsafe(gateway.chutes.stop_relays)
+        rest = [line for line in lines if line.startswith("data:")]
+    error = json.loads(rest[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "engine_unavailable" and "stopping" in error["message"]
+    assert not gateway.chutes.relays
+    with gateway.client() as client:
+        refused = client.post("/v1/chat/completions", json={**CHAT, "model": "loose"})
+    assert_envelope(refused, 503)

@@ -55,8 +55,11 @@ def test_every_method_renders_one_directive() -> None:
 
 def test_an_image_never_ends_as_root() -> None:
     lines = str(base().run_command("make").with_entrypoint(["app"])).splitlines()
-    assert lines[-3:] == ["RUN useradd --create-home --uid 1000 chutes", "USER 1000",
-                          'ENTRYPOINT ["app"]']  # fmt: skip
+    assert lines[-3:] == [
+        "RUN getent passwd 1000 >/dev/null || useradd --create-home --uid 1000 chutes",
+        "USER 1000",
+        'ENTRYPOINT ["app"]',
+    ]
     lines = str(base().set_user("1000").set_user("root")).splitlines()
     assert lines[-1] == "USER 1000"
 
@@ -99,3 +102,12 @@ def test_stages_make_build_targets() -> None:
 def test_validation_errors_say_what_is_wrong(call: Callable[[], Any], message: str) -> None:
     with pytest.raises(ImageError, match=message):
         call()
+
+
+def test_the_public_api_imports_as_readme_shows() -> None:
+    from images import Image as PublicImage
+    from images import ImageError as PublicError
+    from images import recipes
+
+    assert PublicImage is Image and PublicError is ImageError
+    assert "vllm" in recipes.RECIPES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import RECIPES, render_cuda
+from images.recipes import CUDA_BASE, RECIPES, render_cuda
 
 ROOT = Path(__file__).resolve().parents[2]
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
@@ -83,3 +83,38 @@ def test_build_a_small_image(tmp_path: Path) -> None:
     result = chutebox("image", "build", "tiny:image", "--context", str(tmp_path), cwd=tmp_path,
                       env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+FAKE_TOOLS = {
+    # What an Ubuntu 24.04 base answers (its `ubuntu` account is uid 1000), or a base without.
+    "getent": 'echo "getent $*" >> "$LOG"; [ -n "$HAS_1000" ] || exit 2\n'
+    'echo "ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash"',
+    "useradd": 'echo "useradd $*" >> "$LOG"\n'
+    'if [ -n "$HAS_1000" ]; then echo "useradd: UID 1000 is not unique" >&2; exit 4; fi',
+    "mkdir": 'echo "mkdir $*" >> "$LOG"',
+    "chown": 'echo "chown $*" >> "$LOG"',
+}
+
+
+@pytest.mark.parametrize("base_has_uid_1000", [True, False], ids=["ubuntu-24.04", "no-uid-1000"])
+def test_the_user_step_works_whether_or_not_the_base_has_uid_1000(
+    tmp_path: Path, base_has_uid_1000: bool
+) -> None:
+    assert CUDA_BASE.endswith("ubuntu24.04")  # the base whose `ubuntu` user broke useradd
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, body in FAKE_TOOLS.items():
+        (tools / name).write_text("#!/bin/sh\n" + body + "\n")
+        (tools / name).chmod(0o755)
+    steps = [line.removeprefix("RUN ") for line in render_cuda().splitlines()
+             if line.startswith("RUN ") and "useradd" in line]  # fmt: skip
+    assert len(steps) == 3
+    log = tmp_path / "log"
+    env = {"PATH": f"{tools}:/bin:/usr/bin", "LOG": str(log),
+           "HAS_1000": "1" if base_has_uid_1000 else ""}  # fmt: skip
+    for step in steps:
+        result = subprocess.run(["/bin/sh", "-c", step], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    calls = log.read_text()
+    assert ("useradd" in calls) is not base_has_uid_1000
+    assert "chown 1000 /data" in calls

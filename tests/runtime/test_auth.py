@@ -1,3 +1,5 @@
+import pytest
+
 from runtime.auth import key_matches, presented_keys, public_routes
 
 
@@ -6,9 +8,18 @@ def test_every_header_form_is_read() -> None:
         (b"authorization", b"Bearer k1"),
         (b"x-api-key", b" k2 "),
     ]
-    assert presented_keys(headers) == [b"k1", b"k2"]
-    assert presented_keys([(b"authorization", b"k3")]) == [b"k3"]
-    assert presented_keys([(b"authorization", b"")]) == []
+    assert presented_keys(headers) == ([b"k1", b"k2"], None)
+    assert presented_keys([(b"authorization", b"k3")]) == ([b"k3"], None)
+    assert presented_keys([(b"authorization", b"bEaReR k4")]) == ([b"k4"], None)
+    assert presented_keys([(b"authorization", b"")]) == ([], None)
+
+
+@pytest.mark.parametrize(
+    "value", [b"Basic k1", b"Token k1", b"Bearer k1 extra", b"Digest username=k1, realm=x"]
+)
+def test_other_schemes_offer_no_key(value: bytes) -> None:
+    keys, scheme = presented_keys([(b"authorization", value)])
+    assert keys == [] and scheme == value.split()[0].decode()
 
 
 def test_key_matching() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engines.base import split_args
+from runtime.backend import split_args
 from runtime.chute_files.loader import load_chute_file, sdk_installed
 from runtime.errors import ConfigError
 from runtime.settings import load_settings

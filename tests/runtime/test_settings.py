@@ -98,3 +98,19 @@ def test_duplicate_chute_names_are_refused(tmp_path: Path) -> None:
 def test_served_name_defaults() -> None:
     assert ChuteSettings(model="org/model", revision=SHA).served_name == "org/model"
     assert ChuteSettings(model="/tmp").served_name == "tmp"
+
+
+def test_a_chutes_name_is_resolved_once_and_never_changes(tmp_path: Path) -> None:
+    gguf = tmp_path / "SmolLM2-135M.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF")
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    from_file = ChuteSettings(model=str(gguf))
+    from_folder = ChuteSettings(model=str(folder))
+    assert (from_file.served_name, from_folder.served_name) == ("SmolLM2-135M.Q4_1", "my-model")
+    # The file removed after its conversion, the folder moved: the names the engines were
+    # started with stay, where reading the filesystem again would give the path itself.
+    gguf.unlink()
+    folder.rename(tmp_path / "elsewhere")
+    assert (from_file.served_name, from_folder.served_name) == ("SmolLM2-135M.Q4_1", "my-model")
+    assert ChuteSettings(model="org/model").served_name == "org/model"

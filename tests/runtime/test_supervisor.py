@@ -20,14 +20,16 @@ from runtime.upstream import Upstream
 from tests.support.servers import group_alive
 
 
-def make(tmp_path: Path, engine_args: str = "") -> tuple[Chute, Supervisor]:
+def make(
+    tmp_path: Path, engine_args: str = "", probe_interval: float = 0.2
+) -> tuple[Chute, Supervisor]:
     settings = ChuteSettings(model=str(tmp_path), name="tiny", engine="fake",
                              engine_args=engine_args, python=sys.executable)  # fmt: skip
     chute = Chute(settings=settings, backend=FakeBackend(), admission=Admission(1))
     config = SupervisorConfig(
         cache_dir=tmp_path / "cache",
         hub=HubAccess(endpoint=None, cache_dir=tmp_path / "hub", token=None),
-        probe_interval=0.2, max_failures=2, backoff_max=0.2,
+        probe_interval=probe_interval, max_failures=2, backoff_max=0.2,
     )  # fmt: skip
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path.cwd())}
     return chute, Supervisor(ChuteSet([chute]), Host((0,), env), config)
@@ -110,5 +112,61 @@ def test_an_engine_that_ignores_its_key_is_not_served(tmp_path: Path) -> None:
         await until(lambda: chute.state is ChuteState.FAILED)
         assert "answers requests without its per-boot key" in chute.detail
         await supervisor.stop()
+
+    run(scenario)
+
+
+def test_a_replica_found_unreachable_is_probed_at_once_and_served_again(tmp_path: Path) -> None:
+    # Routine probes every minute: only the suspicion can explain a quick return.
+    chute, supervisor = make(tmp_path, probe_interval=60)
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.READY)
+        replica = chute.replicas[0]
+        replica.mark_unreachable("refused a connection (test)")
+        assert chute.state is ChuteState.UNREACHABLE
+        await until(lambda: chute.state is ChuteState.READY, timeout=10)
+        assert replica.restarts == 0 and not replica.detail  # the engine answered: no restart
+        await supervisor.stop()
+
+    run(scenario)
+
+
+def test_an_exited_engine_leaves_service_at_once(tmp_path: Path) -> None:
+    chute, supervisor = make(tmp_path, probe_interval=60)
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.READY)
+        engine = supervisor._engines["tiny/0"]
+        assert engine.proc is not None
+        os.kill(engine.proc.pid, signal.SIGKILL)
+        # Seen within a poll of the exit, not after the next minute's probe.
+        await until(lambda: chute.replicas[0].endpoint is None, timeout=2)
+        assert chute.state is not ChuteState.READY
+        await supervisor.stop()
+
+    run(scenario)
+
+
+def test_keys_are_not_in_arguments_and_private_files_are_the_users_alone(tmp_path: Path) -> None:
+    chute, supervisor = make(tmp_path)
+
+    async def scenario(upstream: Upstream) -> None:
+        await supervisor.start(upstream)
+        await until(lambda: chute.state is ChuteState.READY)
+        endpoint = chute.replicas[0].endpoint
+        assert endpoint is not None and endpoint.address.startswith("unix:")
+        private = supervisor.private_dir
+        assert private is not None and (private.stat().st_mode & 0o777) == 0o700
+        pid = supervisor._engines["tiny/0"].proc.pid  # type: ignore[union-attr]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert endpoint.api_key.encode() not in b" ".join(argv)
+        assert b"--api-key" not in argv
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"CHUTEBOX_ENGINE_KEY={endpoint.api_key}".encode() in environ
+        await supervisor.stop()
+        assert not private.exists()
 
     run(scenario)

@@ -4,12 +4,16 @@ back-pressure, broken replies, timeouts, and that a dropped reply closes its con
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import struct
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from runtime.chutes import Endpoint
-from runtime.errors import UpstreamError
+from runtime.errors import EngineDownError, InvalidRequestError, UpstreamError
 from runtime.upstream import HIGH_WATER, Upstream, UpstreamBroken, UpstreamTimeouts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -155,7 +159,7 @@ def test_an_engine_that_dies_mid_body_raises_upstream_broken() -> None:
     run(scenario)
 
 
-def test_silence_beyond_the_read_timeout_and_refused_connections_are_502s() -> None:
+def test_silence_beyond_the_read_timeout_is_a_502_and_a_refused_connection_a_503() -> None:
     async def scenario() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await server.read_request(reader)
@@ -166,9 +170,160 @@ def test_silence_beyond_the_read_timeout_and_refused_connections_are_502s() -> N
         async with server as endpoint:
             with pytest.raises(UpstreamError, match="silent for 0.1s"):
                 await upstream.send(endpoint, "GET", "/")
-        with pytest.raises(UpstreamError, match="did not answer"):
-            await upstream.send(endpoint, "GET", "/")  # the server is gone now
+        # The server is gone now: down, not broken, so the caller may go elsewhere.
+        with pytest.raises(EngineDownError, match="refused the connection") as refused:
+            await upstream.send(endpoint, "GET", "/")
+        assert refused.value.status_code == 503 and refused.value.headers["Retry-After"]
         await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_connection_dropped_before_any_reply_byte_means_the_engine_is_down(how: str) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            if how == "reset":  # SO_LINGER 0: the close sends RST, as a killed process's does
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            with pytest.raises(EngineDownError, match="dropped the connection unanswered"):
+                await upstream.send(endpoint, "POST", "/v1/chat/completions", b"{}")
+        await upstream.close()
+
+    run(scenario)
+
+
+def test_a_connection_dropped_mid_reply_is_a_502() -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-")  # a reply began, then the engine died
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            with pytest.raises(UpstreamError) as broken:
+                await upstream.send(endpoint, "GET", "/")
+            assert not isinstance(broken.value, EngineDownError)
+        await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n",
+    ],
+    ids=["http-1.0", "connection-close", "no-length-header"],
+)
+def test_a_body_delimited_by_the_engine_closing_is_read_to_the_end(head: bytes) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(head + b'{"answer": ')
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"42}")
+            # Closing ends the body (Server._serve closes the writer when this returns).
+
+        server = Server(handler)
+        upstream = Upstream.create()
+        async with server as endpoint:
+            for _ in range(2):  # the second request needs a new connection: none is reused
+                response = await upstream.send(endpoint, "GET", "/")
+                assert await response.json() == {"answer": 42}
+                response.release()
+            assert server.connections == 2
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_header_values_with_line_breaks_are_never_sent() -> None:
+    async def scenario() -> None:
+        upstream = Upstream.create()
+        endpoint = Endpoint("http://127.0.0.1:9", "engine-key")
+        for value in ("a\r\nX-Injected: 1", "a\nb", "a\rb", "a\x00b"):
+            with pytest.raises(InvalidRequestError, match="not allowed in a header") as bad:
+                await upstream.send(endpoint, "GET", "/", headers={"X-Trace": value})
+            assert bad.value.param == "X-Trace" and bad.value.status_code == 400
+        await upstream.close()
+
+    run(scenario)
+
+
+def test_connections_to_one_engine_are_capped_and_a_burst_waits_its_turn() -> None:
+    async def scenario() -> None:
+        open_now, most = 0, 0
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal open_now, most
+            open_now += 1
+            most = max(most, open_now)
+            try:
+                while await server.read_request(reader) is not None:
+                    await asyncio.sleep(0.05)
+                    writer.write(reply(b"{}"))
+                    await writer.drain()
+            except asyncio.IncompleteReadError:
+                pass
+            finally:
+                open_now -= 1
+
+        server = Server(handler)
+        upstream = Upstream.create(UpstreamTimeouts(max_connections=3))
+
+        async def one() -> int:
+            response = await upstream.send(endpoint, "GET", "/")
+            await response.read()
+            response.release()
+            return response.status
+
+        async with server as endpoint:
+            statuses = await asyncio.gather(*(one() for _ in range(30)))
+            assert statuses == [200] * 30
+            assert most == 3 and server.connections == 3
+            assert upstream.open_connections(endpoint.address) <= 3
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_an_engine_on_a_unix_socket(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (head := await reader.readuntil(b"\r\n\r\n")) is not None:
+                seen.append(head)
+                writer.write(reply(b'{"ok": true}'))
+                await writer.drain()
+
+        seen: list[bytes] = []
+        path = str(tmp_path / "e.sock")
+        server = await asyncio.start_unix_server(handler, path)
+        upstream = Upstream.create()
+        endpoint = Endpoint("unix:" + path, "k")
+        for _ in range(2):
+            response = await upstream.send(endpoint, "GET", "/v1/models")
+            assert await response.json() == {"ok": True}
+            response.release()
+        assert len(seen) == 2 and b"Host: localhost\r\n" in seen[0]
+        assert b"Authorization: Bearer k\r\n" in seen[0]
+        await upstream.close()
+        server.close()
+        with pytest.raises(EngineDownError):  # the socket file is still there; nobody listens
+            await upstream.send(endpoint, "GET", "/v1/models")
+        os.unlink(path)
+        with pytest.raises(EngineDownError):  # and now the file is gone too
+            await upstream.send(endpoint, "GET", "/v1/models")
 
     run(scenario)
 

@@ -56,9 +56,10 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 @contextlib.contextmanager
 def fake_engine(name: str = "tiny", key: str = "engine-key") -> Iterator[Endpoint]:
     port = free_port()
-    argv = [sys.executable, "-m", "engines.fake", "--port", str(port), "--api-key", key,
+    argv = [sys.executable, "-m", "engines.fake", "--port", str(port),
             "--served-model-name", name]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+    env = {**os.environ, "CHUTEBOX_ENGINE_KEY": key}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", 30, proc)
         yield Endpoint(f"http://127.0.0.1:{port}", key)
@@ -98,6 +99,43 @@ def chutebox_serve(
         yield Served(proc, base, log)
     finally:
         stop_group(proc)
+
+
+def children(pid: int) -> dict[int, list[int]]:
+    """Every process's children, read from /proc: {parent: [children]}."""
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process started under `pid`, at any depth."""
+    tree, found, todo = children(pid), [], [pid]
+    while todo:
+        kids = tree.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def engine_pids(served: Served) -> list[int]:
+    """The engines a running `chutebox serve` started: its direct children."""
+    return children(served.proc.pid).get(served.proc.pid, [])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
 
 
 def group_alive(pgid: int) -> bool:

@@ -221,3 +221,48 @@ def test_textual_inventories() -> None:
         parse_gpu_spec("2xTPU")
     with pytest.raises(ConfigError, match="cannot read"):
         parse_gpu_spec("lots of GPUs")
+
+
+# 28 heads and 4 KV heads: tensor parallel 1, 2 or 4; 60 GB of weights.
+WIDE_60GB = replace(llama(64, 28, 4, 3584, 0), params=None, weight_bytes=60_000_000_000,
+                    weight_source="weight file sizes")  # fmt: skip
+
+
+def test_tensor_times_pipeline_when_no_tensor_group_holds_the_model() -> None:
+    result = plan([ChuteRequest("m", WIDE_60GB)], nodes("8x4090"))
+    # Not TP 1 × PP 5 (three GPUs idle): all eight, each layer's work split four ways.
+    assert shape(result) == [("0,1,2,3,4,5,6,7", 4, 2)]
+    reasons = "\n".join(result.for_chute("m").reasons)
+    assert "no tensor-parallel group fits; 2 pipeline stages of tensor parallel 4" in reasons
+
+
+def test_the_pipeline_plan_that_leaves_whole_replicas_wins() -> None:
+    result = plan([ChuteRequest("m", WIDE_60GB)], nodes("12x4090"))
+    # TP 4 × PP 2 would leave four GPUs idle; TP 2 × PP 3 fits twice in twelve.
+    assert shape(result) == [("0,1,2,3,4,5", 2, 3), ("6,7,8,9,10,11", 2, 3)]
+
+
+def test_pipeline_and_data_parallel_sizes_from_engine_args_are_honoured() -> None:
+    piped = plan([ChuteRequest("m", LLAMA_8B, pipeline_parallel_size=2, max_model_len=4096,
+                               concurrency=4)], nodes("4xH100"))  # fmt: skip
+    assert shape(piped) == [("0,1", 1, 2), ("2,3", 1, 2)]
+    assert "pipeline_parallel_size=2 honoured" in piped.for_chute("m").reasons
+    data = plan([ChuteRequest("m", LLAMA_8B, data_parallel_size=2, max_model_len=4096,
+                              concurrency=4)], nodes("4xH100"))  # fmt: skip
+    replicas = data.for_chute("m").replicas
+    assert [(r.visible_devices, r.tp, r.dp) for r in replicas] == [("0,1", 1, 2), ("2,3", 1, 2)]
+    both = plan([ChuteRequest("m", LLAMA_8B, selector=NodeSelector(gpu_count=4),
+                              pipeline_parallel_size=2)], nodes("4xH100"))  # fmt: skip
+    assert shape(both) == [("0,1,2,3", 2, 2)]
+
+
+def test_sizes_that_cannot_be_honoured_are_refused_with_the_reason() -> None:
+    with pytest.raises(PlanError, match="gpu_count=3 is not a multiple of pipeline 2"):
+        plan([ChuteRequest("m", LLAMA_8B, selector=NodeSelector(gpu_count=3),
+                           pipeline_parallel_size=2)], nodes("4xH100"))  # fmt: skip
+    with pytest.raises(PlanError, match="this engine runs on one GPU; it cannot use 2"):
+        plan([ChuteRequest("m", LLAMA_8B, pipeline_parallel_size=2, parallel=False)],
+             nodes("4xH100"))  # fmt: skip
+    with pytest.raises(PlanError, match="pipeline 2, data parallel 4"):
+        plan([ChuteRequest("m", LLAMA_70B, pipeline_parallel_size=2, data_parallel_size=4)],
+             nodes("4x4090"))  # fmt: skip

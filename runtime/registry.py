@@ -1,11 +1,15 @@
-"""Engines register by import string and load lazily (uvicorn's "module:Class" idea)."""
+"""Engines register by import string and load lazily (uvicorn's "module:Class" idea).
+
+The gateway never imports an engine module at import time: a backend is loaded when a chute
+names it, so `runtime` stays free of `engines` (and of whatever an engine module imports).
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import cast
 
-from engines.base import EngineBackend
+from runtime.backend import EngineBackend
 
 BACKENDS: dict[str, str] = {
     "vllm": "engines.vllm:VLLMBackend",

@@ -1,0 +1,57 @@
+"""A replica that refuses connections: marked unreachable at once, its requests sent to a
+ready replica, and a 503 with Retry-After (never a 502) when none is left."""
+
+from __future__ import annotations
+
+import socket
+
+from runtime.chutes import ChuteState, Endpoint, Replica
+from tests.gateway.conftest import GatewayFactory
+
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+def refusing_address() -> str:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_refusing_replica_is_marked_down_and_its_request_goes_to_another(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = make_gateway()
+    chute = gateway.chutes.get("tiny")
+    assert chute is not None
+    dead = Replica(1, state=ChuteState.READY, endpoint=Endpoint(refusing_address(), "k"))
+    chute.replicas.insert(0, dead)  # least-outstanding picks it first
+    with gateway.client() as client:
+        replies = [client.post("/v1/chat/completions", json=CHAT) for _ in range(5)]
+        ready = client.get("/ready").json()["chutes"]["tiny"]
+    assert [r.status_code for r in replies] == [200] * 5
+    assert dead.state is ChuteState.UNREACHABLE and "refused" in dead.detail
+    assert dead.suspect.is_set()  # the supervisor is told to probe it now
+    assert ready["state"] == "ready" and ready["replicas"][0]["state"] == "unreachable"
+    assert [r.outstanding for r in chute.replicas] == [0, 0]
+    assert chute.admission.used == 0
+
+
+def test_with_no_replica_left_the_answer_is_503_with_retry_after(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = make_gateway()
+    chute = gateway.chutes.get("tiny")
+    assert chute is not None
+    chute.replicas[0].endpoint = Endpoint(refusing_address(), "k")
+    with gateway.client() as client:
+        first = client.post("/v1/chat/completions", json=CHAT)
+        streamed = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        ready = client.get("/ready")
+    for reply in (first, streamed):
+        assert reply.status_code == 503, reply.text
+        assert reply.headers["retry-after"]
+        assert reply.json()["error"]["code"] == "engine_unavailable"
+    assert ready.status_code == 503
+    assert ready.json()["chutes"]["tiny"]["state"] == "unreachable"
+    assert chute.replicas[0].outstanding == 0 and chute.admission.used == 0
