@@ -1,5 +1,7 @@
 """Engine backends: how each engine is launched, probed and spoken to.
 
-Backend modules build commands and never import their engine library at import time; the
-worker servers chutebox runs itself import their heavy libraries inside the worker process.
+Each backend implements the contract in `runtime.backend`, and `runtime.registry` loads it by
+import string: `engines` depends on `runtime`, never the other way. Backend modules build
+commands and never import their engine library at import time; the worker servers chutebox
+runs itself import their heavy libraries inside the worker process.
 """
