@@ -63,8 +63,6 @@ class EngineFields:
     """Request fields per gateway path, as the engine's OpenAPI document names them."""
 
     by_path: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    # Whether the engine published a document at all (for the readiness log line).
-    published: bool = False
 
     @classmethod
     def from_openapi(cls, document: Any) -> EngineFields:
@@ -73,7 +71,7 @@ class EngineFields:
         if not isinstance(paths, dict):
             return cls()
         found = {p: fields for p in paths if (fields := body_fields(document, p)) is not None}
-        return cls(found, published=True)
+        return cls(found)
 
     def known(self, path: str) -> frozenset[str] | None:
         return self.by_path.get(path)
@@ -85,22 +83,23 @@ def openai_fields(schema: type[BaseModel]) -> frozenset[str]:
     return frozenset(schema.model_fields)
 
 
-def screen(data: dict[str, Any], openai: frozenset[str], engine: frozenset[str],
-           strict: bool) -> None:  # fmt: skip
+def screen(
+    data: dict[str, Any], openai: frozenset[str], engine: frozenset[str], strict: bool
+) -> None:
     """In one pass: drop the OpenAI fields the engine does not read (it would ignore them, or
     refuse them), and when `strict`, refuse a field neither knows, as OpenAI refuses unknown
     ones (a 400 naming it)."""
-    ignored = None
+    ignored: list[str] = []
     for name in data:
         if name in engine:
             continue
         if name in openai:
-            ignored = [*(ignored or ()), name]
+            ignored.append(name)
         elif strict:
             raise InvalidRequestError(
                 f"Unrecognized request argument supplied: {name}",
                 param=name,
                 code="unknown_parameter",
             )
-    for name in ignored or ():
+    for name in ignored:
         del data[name]
