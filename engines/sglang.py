@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from engines.worker import refuse_owned_flags
+from engines.worker import read_parallel_sizes, refuse_owned_flags
 from runtime.backend import (
     CHAT,
     COMPLETIONS,
@@ -26,7 +26,6 @@ from runtime.backend import (
     LaunchSpec,
     ParallelSizes,
     has_flag,
-    int_flag,
 )
 from runtime.errors import ConfigError
 
@@ -59,11 +58,7 @@ class SGLangBackend:
         self.parallel_sizes(args)
 
     def parallel_sizes(self, args: Sequence[str]) -> ParallelSizes:
-        try:
-            return ParallelSizes(int_flag(args, TP_FLAGS), int_flag(args, PP_FLAGS),
-                                 int_flag(args, DP_FLAGS))  # fmt: skip
-        except ValueError as exc:
-            raise ConfigError(f"engine_args: {exc}") from None
+        return read_parallel_sizes(args, TP_FLAGS, PP_FLAGS, DP_FLAGS)
 
     def launch(self, request: LaunchRequest) -> LaunchSpec:
         args = request.engine_args

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engines.worker import refuse_owned_flags
+from engines.worker import listen_args, read_parallel_sizes, refuse_owned_flags
 from runtime.backend import (
     CHAT,
     COMPLETIONS,
@@ -25,7 +25,6 @@ from runtime.backend import (
     LaunchSpec,
     ParallelSizes,
     has_flag,
-    int_flag,
 )
 from runtime.errors import ConfigError
 
@@ -42,11 +41,7 @@ DP_FLAGS = ("--data-parallel-size", "-dp")
 
 
 def parallel_sizes(args: Sequence[str]) -> ParallelSizes:
-    try:
-        return ParallelSizes(int_flag(args, TP_FLAGS), int_flag(args, PP_FLAGS),
-                             int_flag(args, DP_FLAGS))  # fmt: skip
-    except ValueError as exc:
-        raise ConfigError(f"engine_args: {exc}") from None
+    return read_parallel_sizes(args, TP_FLAGS, PP_FLAGS, DP_FLAGS)
 
 
 def cpu_bind(cpu_ids: Sequence[int], ranks: int) -> str:
@@ -59,12 +54,6 @@ def cpu_bind(cpu_ids: Sequence[int], ranks: int) -> str:
     share = len(cpu_ids) // ranks
     groups = [cpu_ids[r * share : (r + 1) * share] for r in range(ranks)]
     return "|".join(",".join(str(c) for c in group) for group in groups)
-
-
-def listen_args(request: LaunchRequest) -> list[str]:
-    if request.socket_path:
-        return ["--uds", request.socket_path]
-    return ["--host", request.host, "--port", str(request.port)]
 
 
 class VLLMBackend:

@@ -27,6 +27,7 @@ from runtime.backend import (
     LaunchRequest,
     LaunchSpec,
     ParallelSizes,
+    int_flag,
 )
 from runtime.errors import ChuteboxError, ConfigError
 
@@ -43,7 +44,19 @@ def refuse_owned_flags(args: Sequence[str], owned: Sequence[str], engine: str) -
                               f"{engine} engine")  # fmt: skip
 
 
+def read_parallel_sizes(
+    args: Sequence[str], tensor: Sequence[str], pipeline: Sequence[str], data: Sequence[str]
+) -> ParallelSizes:
+    """The sizes `args` set, in an engine's own spellings of the three flags; ConfigError
+    naming the flag when a value is not a positive integer."""
+    try:
+        return ParallelSizes(int_flag(args, tensor), int_flag(args, pipeline), int_flag(args, data))
+    except ValueError as exc:
+        raise ConfigError(f"engine_args: {exc}") from None
+
+
 def listen_args(request: LaunchRequest) -> tuple[str, ...]:
+    """Where an engine listens, in the flags vLLM and uvicorn-based workers share."""
     if request.socket_path:
         return ("--uds", request.socket_path)
     return ("--host", request.host, "--port", str(request.port))

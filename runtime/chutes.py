@@ -69,10 +69,13 @@ class Replica:
     # Set by a request that found the engine refusing connections: the supervisor probes now.
     suspect: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def mark_unreachable(self, reason: str) -> None:
-        if self.state is ChuteState.READY:
-            self.state, self.detail = ChuteState.UNREACHABLE, reason
-            self.suspect.set()
+    def mark_unreachable(self, reason: str) -> bool:
+        """Out of service until the supervisor's probe answers; False if it already was."""
+        if self.state is not ChuteState.READY:
+            return False
+        self.state, self.detail = ChuteState.UNREACHABLE, reason
+        self.suspect.set()
+        return True
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"state": self.state.value, "outstanding": self.outstanding}
@@ -160,9 +163,8 @@ class Lease:
         """The replica refused the request before any byte of it was read: mark it
         unreachable, and move to another ready replica (503 with Retry-After if none)."""
         replica = self.replica
-        if replica.state is ChuteState.READY:
+        if replica.mark_unreachable(reason):
             log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
-        replica.mark_unreachable(reason)
         replica.outstanding -= 1
         try:
             self.replica = self.chute.pick()

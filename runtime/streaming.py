@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from runtime.backend import AbortCall
 from runtime.chutes import ChuteSet, Lease
 from runtime.errors import (
+    ChuteboxError,
     EngineDownError,
     GatewayStoppingError,
     UpstreamError,
@@ -115,7 +116,7 @@ class EngineCall:
         chute: str = "",
         metrics: Metrics | None = None,
         keepalive: float = 0.0,
-        shutdown: ChuteSet | None = None,
+        shutdown: ChuteSet,
     ) -> None:
         self.upstream = upstream
         self.lease = lease
@@ -135,11 +136,10 @@ class EngineCall:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
         task = asyncio.current_task()
-        relays = self.shutdown.relays if self.shutdown is not None else set()
-        if task is not None:
-            relays.add(task)
+        assert task is not None
+        self.shutdown.relays.add(task)
         try:
-            if self.shutdown is not None and self.shutdown.stopping:
+            if self.shutdown.stopping:
                 raise GatewayStoppingError()
             await run_until_disconnect(receive, self._relay(send, state), WATCH_AFTER)
         except ClientDisconnected:
@@ -149,13 +149,12 @@ class EngineCall:
             if self.abort is not None:
                 await self._send_abort(self.abort)
         except asyncio.CancelledError:
-            if task is None or self.shutdown is None or not self.shutdown.stopping:
+            if not self.shutdown.stopping:
                 raise
             task.uncancel()  # the gateway stops now: end this reply cleanly, not by a traceback
             await self._stopped(send)
         finally:
-            if task is not None:
-                relays.discard(task)
+            self.shutdown.relays.discard(task)
             if self.on_done is not None:
                 self.on_done()
 
@@ -163,10 +162,8 @@ class EngineCall:
         if not self._started:
             raise GatewayStoppingError()
         if self._stream is not None:
-            prefix = b"" if self._stream.boundary else b"\n\n"
-            event = prefix + sse_error_event(GatewayStoppingError())
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._stream.fail(GatewayStoppingError())
+            await self._stream.end()
 
     async def _send_abort(self, call: AbortCall) -> None:
         """Tell an engine that does not notice closed connections to stop the request."""
@@ -296,14 +293,19 @@ class StreamRelay:
                 self.tail, self.boundary = chunk, chunk.endswith(b"\n\n")
                 await self._write(chunk)
         except UpstreamBroken as exc:
-            error = UpstreamError(f"the engine broke off the stream: {exc}")
-            # Finish any half-sent event first so the error arrives as a frame of its own.
-            prefix = b"" if self.boundary else b"\n\n"
-            await self._write(prefix + sse_error_event(error))
+            await self.fail(UpstreamError(f"the engine broke off the stream: {exc}"))
             complete = False
         self.tail = previous + self.tail
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        await self.end()
         return complete
+
+    async def fail(self, error: ChuteboxError) -> None:
+        """Send `error` as an event of its own, finishing any half-sent event first."""
+        prefix = b"" if self.boundary else b"\n\n"
+        await self._write(prefix + sse_error_event(error))
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(self, body: bytes) -> None:
         message = {"type": "http.response.body", "body": body, "more_body": True}

@@ -286,6 +286,8 @@ class _Pool:
 
     def __init__(self, address: str, limit: int) -> None:
         self.address = address
+        # (host or socket path, port or None): parsed once, refusing a bad address early.
+        self.target = _parse(address)[:2]
         self.limit = limit
         self.idle: list[_Connection] = []
         self.open: set[_Connection] = set()
@@ -447,7 +449,6 @@ class Upstream:
     def _pool(self, address: str) -> _Pool:
         pool = self._pools.get(address)
         if pool is None:
-            _parse(address)  # refuse a bad address before anything is counted
             pool = self._pools[address] = _Pool(address, self.timeouts.max_connections)
         return pool
 
@@ -462,14 +463,14 @@ class Upstream:
             await pool.wait_for_room()
 
     async def _connect(self, pool: _Pool) -> _Connection:
-        socket_path, port, _ = _parse(pool.address)
+        host_or_path, port = pool.target
         loop = asyncio.get_running_loop()
         pool.opening += 1
         try:
             if port is None:
-                opening = loop.create_unix_connection(lambda: _Connection(pool), socket_path)
+                opening = loop.create_unix_connection(lambda: _Connection(pool), host_or_path)
             else:
-                opening = loop.create_connection(lambda: _Connection(pool), socket_path, port)
+                opening = loop.create_connection(lambda: _Connection(pool), host_or_path, port)
             _, protocol = await asyncio.wait_for(opening, self.timeouts.connect)
         except TimeoutError as exc:
             raise UpstreamError(

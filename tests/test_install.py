@@ -4,6 +4,7 @@ elsewhere than the checkout (so nothing of the source tree can stand in for the 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,8 +23,13 @@ def run(argv: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complete
 
 
 def test_the_wheel_installs_and_every_command_runs(tmp_path: Path) -> None:
+    # Built from a copy of the sources: setuptools builds in the tree it is given and would
+    # leave build/ in the checkout, whose stale files a later wheel could pick up.
+    source = tmp_path / "source"
+    ignored = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "results")
+    shutil.copytree(ROOT, source, ignore=ignored)
     wheels = tmp_path / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
         cwd=tmp_path)  # fmt: skip
     (wheel,) = wheels.glob("chutebox-*.whl")
     env_dir = tmp_path / "env"

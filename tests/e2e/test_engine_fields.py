@@ -10,7 +10,6 @@ their usage chunk), under which the generated text stays the same.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from runtime.fields import EngineFields, openai_fields
 from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
 from tests.e2e.conftest import API_KEY, MODEL
-from tests.support.servers import Served, engine_pids
+from tests.support.servers import Served, engine_socket, vllm_pid
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -88,12 +87,9 @@ SCHEMAS = {"chat": ChatCompletionRequest, "text": CompletionRequest}
 @pytest.fixture(scope="module")
 def engine(vllm_gateway: Served) -> Iterator[httpx.Client]:
     """vLLM itself, on its socket, with its key (read from its environment)."""
-    socket = re.findall(r"\[tiny-llama\] starting engine: .* --uds (\S+)", vllm_gateway.log_text())
-    (pid,) = [p for p in engine_pids(vllm_gateway)
-              if b"vllm" in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    environ = Path(f"/proc/{vllm_pid(vllm_gateway)}/environ").read_bytes().split(b"\0")
     key = next(e.split(b"=", 1)[1] for e in environ if e.startswith(b"VLLM_API_KEY="))
-    transport = httpx.HTTPTransport(uds=socket[-1])
+    transport = httpx.HTTPTransport(uds=engine_socket(vllm_gateway, MODEL))
     headers = {"Authorization": f"Bearer {key.decode()}"}
     with httpx.Client(transport=transport, base_url="http://engine", headers=headers,
                       timeout=120) as client:  # fmt: skip

@@ -14,19 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY, MODEL, SIDE
-from tests.support.servers import Served, engine_pids
+from tests.support.servers import Served, engine_socket, vllm_pid
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -45,16 +43,10 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 EVENT_TIMEOUT = 60.0
 
 
-def engine_socket(served: Served) -> str:
-    found = re.findall(r"\[tiny-llama\] starting engine: .* --uds (\S+)", served.log_text())
-    assert found, "the engine's start line is not in the log"
-    return found[-1]
-
-
 @contextlib.contextmanager
 def engine(served: Served) -> Iterator[httpx.Client]:
     """A client of the engine itself, on its socket (its /metrics needs no key)."""
-    transport = httpx.HTTPTransport(uds=engine_socket(served))
+    transport = httpx.HTTPTransport(uds=engine_socket(served, MODEL))
     with httpx.Client(transport=transport, base_url="http://engine", timeout=30) as client:
         yield client
 
@@ -176,7 +168,7 @@ class Prober:
 
 def test_a_killed_engine_is_503_until_it_is_back_never_502(vllm_gateway: Served) -> None:
     base = vllm_gateway.base_url
-    pid = engine_pid(vllm_gateway)
+    pid = vllm_pid(vllm_gateway)
     with (
         httpx.Client(base_url=base, headers=AUTH, timeout=EVENT_TIMEOUT) as client,
         client.stream("POST", "/v1/chat/completions", json={**LONG, "stream": True}) as reply,
@@ -203,11 +195,3 @@ def test_a_killed_engine_is_503_until_it_is_back_never_502(vllm_gateway: Served)
         metrics = client.get("/metrics").text
     assert f'chutebox_engine_restarts_total{{chute="{MODEL}",replica="0"}} 1.0' in metrics
     assert f'chutebox_engine_up{{chute="{MODEL}",replica="0"}} 1.0' in metrics
-
-
-def engine_pid(served: Served) -> int:
-    """The vLLM API server process (the engine's process-group leader)."""
-    found = [pid for pid in engine_pids(served)
-             if b"vllm" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
-    assert len(found) == 1, f"expected one vLLM server process: {found}"
-    return found[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -127,6 +128,22 @@ def descendants(pid: int) -> list[int]:
 def engine_pids(served: Served) -> list[int]:
     """The engines a running `chutebox serve` started: its direct children."""
     return children(served.proc.pid).get(served.proc.pid, [])
+
+
+def engine_socket(served: Served, chute: str) -> str:
+    """The Unix socket of the chute's engine (its latest start), from the gateway's log."""
+    found = re.findall(rf"\[{re.escape(chute)}\] starting engine: .* --uds (\S+)",
+                       served.log_text())  # fmt: skip
+    assert found, f"no start line of {chute}'s engine on a socket in the log"
+    return str(found[-1])
+
+
+def vllm_pid(served: Served) -> int:
+    """The vLLM API server the gateway started (the engine's process-group leader)."""
+    found = [pid for pid in engine_pids(served)
+             if b"vllm" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+    assert len(found) == 1, f"expected one vLLM server process: {found}"
+    return found[0]
 
 
 def pid_alive(pid: int) -> bool:
