@@ -1,7 +1,8 @@
 """A fake OpenAI-speaking engine: a real small server, for tests and benchmarks.
 
-It answers like vLLM's OpenAI server does — same routes, same key check, same error shape —
-with deterministic output: the reply echoes the last user message word by word. Requests can
+It answers like vLLM's OpenAI server does — same routes (chat, completions, the Responses API
+with stored responses, Anthropic's Messages API), same key check, same error shape — with
+deterministic output: the reply echoes the last user message word by word. Requests can
 ask for behaviour tests need through extension fields: `fake_delay` (seconds between streamed
 chunks or before a non-streamed reply) and the prompt marker `FAIL_MIDSTREAM` (the stream
 breaks off after two chunks).
@@ -26,11 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from engines.fake_dialects import MessagesReply, ResponsesReply, input_text
 from engines.worker import listen_args, openapi_document, parse_worker_args, serve
 from runtime.backend import (
     CHAT,
     COMPLETIONS,
     ENGINE_KEY_ENV,
+    MESSAGES,
+    RESPONSES,
     TOKENIZE,
     AbortCall,
     LaunchRequest,
@@ -39,6 +43,8 @@ from runtime.backend import (
 )
 from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
+from runtime.protocol.messages import CountMessageTokensParams, CreateMessageParams
+from runtime.protocol.responses_api import CreateResponse
 from runtime.protocol.tokenize import DetokenizeRequest, TokenizeRequest
 
 MAX_MODEL_LEN = 512
@@ -53,7 +59,7 @@ class FakeBackend:
     """Backend for the fake engine."""
 
     name = "fake"
-    capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE})
+    capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE, RESPONSES, MESSAGES})
     ready_path = "/v1/models"
     health_path = "/health"
     default_concurrency = 32
@@ -94,6 +100,13 @@ def _words(text: str) -> list[str]:
     return [w + " " for w in text.split()] or ["(empty) "]
 
 
+def _limited(pieces: list[str], limit: Any) -> tuple[list[str], str]:
+    """The pieces a token limit lets through, and the finish reason."""
+    if isinstance(limit, int) and len(pieces) > limit:
+        return pieces[:limit], "length"
+    return pieces, "stop"
+
+
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
@@ -116,6 +129,7 @@ class FakeEngine:
             "streams_active": 0, "streams_abandoned": 0, "requests": 0, "aborted": [],
             "last_body": None,
         }  # fmt: skip
+        self.stored: dict[str, ResponsesReply] = {}
 
     def app(self) -> Starlette:
         routes = [
@@ -125,6 +139,11 @@ class FakeEngine:
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/tokenize", self.tokenize, methods=["POST"]),
             Route("/detokenize", self.detokenize, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
+            Route("/v1/responses/{response_id}", self.stored_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}/cancel", self.stored_response, methods=["POST"]),
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
             Route("/fake/stats", self.get_stats),
             Route("/abort_request", self.abort_request, methods=["POST"]),
             Route("/openapi.json", self.openapi),
@@ -137,6 +156,9 @@ class FakeEngine:
             "/v1/completions": CompletionRequest,
             "/tokenize": TokenizeRequest,
             "/detokenize": DetokenizeRequest,
+            "/v1/responses": CreateResponse,
+            "/v1/messages": CreateMessageParams,
+            "/v1/messages/count_tokens": CountMessageTokensParams,
         }
         document = openapi_document("fake engine", bodies,
                                     dict.fromkeys(bodies, EXTENSIONS))  # fmt: skip
@@ -144,6 +166,9 @@ class FakeEngine:
             schema = operation["post"]["requestBody"]["content"]["application/json"]["schema"]
             for name in UNKNOWN_OPENAI_FIELDS:
                 schema["properties"].pop(name, None)
+        stored = "/v1/responses/{response_id}"
+        document["paths"][stored] = {"get": {}}
+        document["paths"][stored + "/cancel"] = {"post": {}}
         return JSONResponse(document)
 
     def _authorized(self, request: Request) -> bool:
@@ -208,11 +233,8 @@ class FakeEngine:
                 f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, "
                 f"your request has {prompt_tokens} input tokens.",
             )
-        pieces = _words(text)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        finish = "stop"
-        if limit is not None and len(pieces) > limit:
-            pieces, finish = pieces[:limit], "length"
+        pieces, finish = _limited(_words(text), limit)
         reply = _Reply(self.served_name, body, pieces, finish, prompt_tokens, chat=chat)
         delay = float(body.get("fake_delay", 0))
         if body.get("stream"):
@@ -233,6 +255,51 @@ class FakeEngine:
             raise
         finally:
             self.stats["streams_active"] -= 1
+
+    async def responses(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        previous = body.get("previous_response_id")
+        if previous is not None and previous not in self.stored:
+            return _error(404, f"Response with id '{previous}' not found.")
+        text = input_text(body.get("input") or "")
+        pieces, finish = _limited(_words(text), body.get("max_output_tokens"))
+        reply = ResponsesReply(self.served_name, pieces, len(text.split()), finish)
+        if body.get("store", True):
+            self.stored[reply.id] = reply
+        if body.get("stream"):
+            events = reply.events(float(body.get("fake_delay", 0)))
+            return StreamingResponse(self._tracked(events), media_type="text/event-stream")
+        return JSONResponse(reply.whole())
+
+    async def stored_response(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        response_id = request.path_params["response_id"]
+        reply = self.stored.get(response_id)
+        if reply is None:
+            return _error(404, f"Response with id '{response_id}' not found.")
+        cancelled = request.url.path.endswith("/cancel")
+        return JSONResponse(reply.whole("cancelled" if cancelled else None))
+
+    async def messages(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        text = input_text(body.get("messages") or [])
+        pieces, finish = _limited(_words(text), body.get("max_tokens"))
+        reply = MessagesReply(self.served_name, pieces, len(text.split()), finish)
+        if body.get("stream"):
+            events = reply.events(float(body.get("fake_delay", 0)))
+            return StreamingResponse(self._tracked(events), media_type="text/event-stream")
+        return JSONResponse(reply.whole())
+
+    async def count_tokens(self, request: Request) -> Response:
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        return JSONResponse({"input_tokens": len(input_text(body.get("messages") or []).split())})
 
     async def tokenize(self, request: Request) -> Response:
         body = await self._body(request)

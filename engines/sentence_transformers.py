@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from engines.worker import WorkerBackend
-from runtime.backend import EMBEDDINGS, LaunchRequest
+from runtime.backend import EMBEDDINGS, RERANK, LaunchRequest
 
 
 class SentenceTransformersBackend(WorkerBackend):
-    """Embeddings with sentence-transformers (torch or ONNX Runtime), dynamically batched."""
+    """Embeddings with sentence-transformers (torch or ONNX Runtime), dynamically batched; or,
+    with engine arg `--cross-encoder`, reranking with a CrossEncoder. The worker's
+    /openapi.json says which of the two routes families it serves."""
 
     name = "sentence-transformers"
     server_module = "engines.st_server"
-    capabilities = frozenset({EMBEDDINGS})
+    capabilities = frozenset({EMBEDDINGS, RERANK})
     default_concurrency = 32
     module = "sentence_transformers"
     install_hint = "pip install 'chutebox[embeddings]'"

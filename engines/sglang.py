@@ -21,6 +21,7 @@ from engines.worker import read_parallel_sizes, refuse_owned_flags
 from runtime.backend import (
     CHAT,
     COMPLETIONS,
+    RESPONSES,
     AbortCall,
     LaunchRequest,
     LaunchSpec,
@@ -42,7 +43,8 @@ class SGLangBackend:
     """SGLang's OpenAI-compatible server (GPU only)."""
 
     name = "sglang"
-    capabilities = frozenset({CHAT, COMPLETIONS})
+    # SGLang serves OpenAI's Responses API but not Anthropic's Messages API.
+    capabilities = frozenset({CHAT, COMPLETIONS, RESPONSES})
     ready_path = "/v1/models"
     health_path = "/health"
     default_concurrency = 32

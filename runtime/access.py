@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from starlette.types import Scope
 
+from runtime.record import RequestRecord
 from runtime.usage import Usage
 
 LOGGER = logging.getLogger("chutebox.access")
@@ -49,12 +50,12 @@ class AccessLog:
         # of this one (LogRecord's constructor looks up the thread, process and file name).
         self._template = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "", (), None)
 
-    def add(self, scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
+    def add(self, scope: Scope, record: RequestRecord, status: int, elapsed: float) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         self._pending.append(Entry(
             time(), scope.get("client"), scope["method"], scope["path"], status, elapsed,
-            state.get("chute", "-"), state.get("invocation_id", "-"), state.get("usage"),
+            record.chute or "-", record.invocation_id, record.usage,
         ))  # fmt: skip
         if len(self._pending) >= self.capacity:
             self.flush()

@@ -18,16 +18,17 @@ from starlette.routing import BaseRoute, Route
 from runtime.access import AccessLog
 from runtime.auth import AuthMiddleware, public_routes
 from runtime.chutes import ChuteSet
-from runtime.dispatch import DirectRoutes
+from runtime.dispatch import DirectRoutes, build_routes
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError, MethodNotAllowedError, NotFoundError
 from runtime.gateway import Gateway, Limits
 from runtime.invocation import InvocationMiddleware
 from runtime.metrics import CONTENT_TYPE, Metrics
 from runtime.observe import ObserveMiddleware
+from runtime.openapi import openapi_route
+from runtime.operations import exact_table
+from runtime.record import record_of
 from runtime.rewrite import RewriteRules
-from runtime.routes import all_routes
-from runtime.routes.openapi import openapi_route
 from runtime.settings import Settings
 from runtime.supervisor import Supervisor
 from runtime.upstream import Upstream, UpstreamTimeouts
@@ -61,7 +62,7 @@ def rules_from(settings: Settings) -> RewriteRules:
 
 async def _chutebox_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChuteboxError)
-    return error_response(exc)
+    return error_response(exc, record_of(request.scope).dialect)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -76,7 +77,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = ChuteboxError(str(exc.detail))
         error.status_code = exc.status_code
     error.headers.update(exc.headers or {})
-    return error_response(error)
+    return error_response(error, record_of(request.scope).dialect)
 
 
 def create_app(
@@ -121,11 +122,13 @@ def create_app(
             await upstream.close()
 
     document = openapi_route(metrics=metrics is not None, public_models=settings.public_models)
-    routes: list[BaseRoute] = [*all_routes(), document]
+    routes: list[BaseRoute] = [*build_routes(), document]
     if metrics is not None:
         routes.append(metrics_route(metrics))
     middleware = [
-        Middleware(ObserveMiddleware, metrics=metrics, access_log=access_log),
+        Middleware(
+            ObserveMiddleware, metrics=metrics, access_log=access_log, operations=exact_table()
+        ),  # fmt: skip
         Middleware(InvocationMiddleware),
     ]
     if settings.cors_origins:
@@ -154,6 +157,9 @@ def cors_middleware(origins: tuple[str, ...]) -> Middleware:
             "Content-Type",
             "X-Request-Id",
             "X-Enable-Thinking",
+            # Anthropic's clients send these with every request (browsers preflight them).
+            "Anthropic-Version",
+            "Anthropic-Beta",
         ],  # fmt: skip
         expose_headers=[
             "X-Chutes-InvocationID",

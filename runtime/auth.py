@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runtime.envelope import error_response
 from runtime.errors import AuthenticationError
+from runtime.record import record_of
 
 IsPublic = Callable[[str, str], bool]
 
@@ -71,7 +72,7 @@ class AuthMiddleware:
         else:
             message = "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
         exc = AuthenticationError(message, headers={"WWW-Authenticate": "Bearer"})
-        await error_response(exc)(scope, receive, send)
+        await error_response(exc, record_of(scope).dialect)(scope, receive, send)
 
 
 def public_routes(public_models: bool) -> IsPublic:

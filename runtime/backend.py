@@ -21,6 +21,9 @@ COMPLETIONS = "completions"
 TOKENIZE = "tokenize"
 EMBEDDINGS = "embeddings"
 IMAGES = "images"
+RESPONSES = "responses"  # OpenAI's Responses API
+MESSAGES = "messages"  # Anthropic's Messages API
+RERANK = "rerank"  # cross-encoder scoring: /v1/rerank and /v1/score
 
 # The folder that holds chutebox's packages: the worker engines run with it on PYTHONPATH,
 # so that an engine interpreter other than chutebox's own can import them.

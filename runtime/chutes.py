@@ -130,15 +130,17 @@ class Chute:
             f"No instances available (yet) for chute {self.name}: {reason}", headers=RETRY_AFTER
         )
 
-    def pick(self) -> Replica:
-        """The ready replica with the fewest requests outstanding; counts this one in."""
+    def pick(self, prefer: int | None = None) -> Replica:
+        """The ready replica with the fewest requests outstanding, or replica `prefer` when
+        it is ready (the one holding state the request needs); counts this one in."""
         ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
         if not ready:
             self.require_ready()
             raise EngineUnavailableError(
                 f"No instances available (yet) for chute {self.name}", headers=RETRY_AFTER
             )
-        replica = min(ready, key=lambda r: r.outstanding)
+        preferred = [r for r in ready if r.index == prefer]
+        replica = preferred[0] if preferred else min(ready, key=lambda r: r.outstanding)
         replica.outstanding += 1
         return replica
 
@@ -146,9 +148,9 @@ class Chute:
 class Lease:
     """A request's place on one ready replica; it moves when that replica is found down."""
 
-    def __init__(self, chute: Chute) -> None:
+    def __init__(self, chute: Chute, prefer: int | None = None) -> None:
         self.chute = chute
-        self.replica = chute.pick()
+        self.replica = chute.pick(prefer)
 
     @property
     def endpoint(self) -> Endpoint:

@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     kit.add_argument("--model", help="a chat model")
     kit.add_argument("--embedding-model", help="an embedding model")
     kit.add_argument("--image-model", help="an image model")
+    kit.add_argument("--rerank-model", help="a rerank (cross-encoder) model")
     kit.add_argument("--only", nargs="+", default=[], metavar="GROUP", help="run only these")
     kit.add_argument("--skip", nargs="+", default=[], metavar="GROUP", help="leave these out")
     kit.add_argument("--json", type=Path, dest="json_file", help="write results as JSON")
@@ -214,7 +215,7 @@ def conformance(namespace: argparse.Namespace) -> int:
     target = Target(
         base_url=namespace.base_url, api_key=namespace.api_key, model=namespace.model,
         embedding_model=namespace.embedding_model, image_model=namespace.image_model,
-        timeout=namespace.timeout,
+        rerank_model=namespace.rerank_model, timeout=namespace.timeout,
     )  # fmt: skip
     results = run(checks, target, validator)
     print(table(results))

@@ -8,6 +8,7 @@ the backend contract use these errors too.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -162,6 +163,39 @@ def envelope(exc: ChuteboxError) -> dict[str, Any]:
 def sse_error_event(exc: ChuteboxError) -> bytes:
     """The frame sent when a stream fails after its headers went out."""
     return b"data: " + json.dumps({"error": envelope(exc)["error"]}).encode() + b"\n\n"
+
+
+# Anthropic's error types by status (its API reference, "Errors"); 503 is its overloaded.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+    429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error",
+}  # fmt: skip
+
+
+def anthropic_envelope(exc: ChuteboxError) -> dict[str, Any]:
+    """Anthropic's error body; its clients read `error.type` and `error.message`."""
+    kind = ANTHROPIC_TYPES.get(exc.status_code)
+    if kind is None:
+        kind = "api_error" if exc.status_code >= 500 else "invalid_request_error"
+    return {"type": "error", "error": {"type": kind, "message": exc.message}}
+
+
+class Dialect(enum.Enum):
+    """Whose wire format a route's errors take: OpenAI's envelope or Anthropic's."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+    def body(self, exc: ChuteboxError) -> dict[str, Any]:
+        return anthropic_envelope(exc) if self is Dialect.ANTHROPIC else envelope(exc)
+
+    def sse_event(self, exc: ChuteboxError) -> bytes:
+        """A stream's failure after its headers went out, as this dialect's clients read it:
+        Anthropic's SDKs raise on an `event: error` frame."""
+        if self is Dialect.ANTHROPIC:
+            return b"event: error\ndata: " + json.dumps(anthropic_envelope(exc)).encode() + b"\n\n"
+        return sse_error_event(exc)
 
 
 def from_engine_body(status: int, body: bytes) -> EngineError:

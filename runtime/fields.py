@@ -63,15 +63,25 @@ class EngineFields:
     """Request fields per gateway path, as the engine's OpenAPI document names them."""
 
     by_path: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Every (METHOD, path) the document lists; None when the engine published no document,
+    # and then its backend's declared capabilities stand for it.
+    routes: frozenset[tuple[str, str]] | None = None
 
     @classmethod
     def from_openapi(cls, document: Any) -> EngineFields:
-        """Every POST route's body fields the document describes."""
+        """Every POST route's body fields the document describes, and every route it lists."""
         paths = document.get("paths") if isinstance(document, dict) else None
         if not isinstance(paths, dict):
             return cls()
         found = {p: fields for p in paths if (fields := body_fields(document, p)) is not None}
-        return cls(found)
+        routes = frozenset(
+            (method.upper(), path)
+            for path, item in paths.items()
+            if isinstance(item, dict)
+            for method in item
+            if method in ("get", "post", "put", "delete", "patch")
+        )
+        return cls(found, routes)
 
     def known(self, path: str) -> frozenset[str] | None:
         return self.by_path.get(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
@@ -11,6 +11,7 @@ from runtime.chutes import ChuteSet
 from runtime.errors import PayloadTooLargeError
 from runtime.metrics import Metrics
 from runtime.rewrite import RewriteRules
+from runtime.stored import StoredResponses
 from runtime.upstream import Upstream
 
 
@@ -32,6 +33,8 @@ class Gateway:
     limits: Limits
     metrics: Metrics | None = None
     keepalive: float = 0.0
+    # Which replica holds each stored response (bounded; see runtime.stored).
+    stored: StoredResponses = field(default_factory=StoredResponses)
 
 
 def gateway_of(request: Request) -> Gateway:

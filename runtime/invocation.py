@@ -1,6 +1,7 @@
 """Per-request identity: `X-Chutes-InvocationID` on every reply, `X-Request-Id` echoed.
 
-Pure ASGI middleware; the id is also put in `scope["state"]` so errors and logs can name it.
+Pure ASGI middleware; the id is the request record's (`runtime.record`), so errors and logs
+name the same one.
 It is also the last line of defence: an unexpected exception becomes a generic 500 in the
 error envelope, naming the invocation id, while the traceback goes to the log only.
 """
@@ -8,12 +9,12 @@ error envelope, naming the invocation id, while the traceback goes to the log on
 from __future__ import annotations
 
 import logging
-import os
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError
+from runtime.record import record_of
 
 log = logging.getLogger("chutebox.app")
 
@@ -30,8 +31,8 @@ class InvocationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        invocation_id = os.urandom(16).hex()  # uuid4's randomness, without the UUID object
-        scope.setdefault("state", {})["invocation_id"] = invocation_id
+        record = record_of(scope)
+        invocation_id = record.invocation_id
         request_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         extra = [(INVOCATION_HEADER, invocation_id.encode())]
         if request_id is not None:
@@ -53,4 +54,4 @@ class InvocationMiddleware:
             if started:
                 raise
             error = ChuteboxError(f"internal error (invocation {invocation_id})")
-            await error_response(error)(scope, receive, stamped)
+            await error_response(error, record.dialect)(scope, receive, stamped)

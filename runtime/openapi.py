@@ -2,98 +2,46 @@
 
 Request bodies are the schemas requests are validated with, and responses the schemas the
 conformance kit checks replies with, so the document cannot drift from the code. Status codes
-are the ones the gateway can answer with on each route; a fuzzer holds it to them.
+are the ones the gateway can answer with on each route; a fuzzer holds it to them. It is
+served at `GET /openapi.json`, built once per app.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from runtime import __version__
-from runtime.protocol.chat import ChatCompletionRequest
-from runtime.protocol.completions import CompletionRequest
-from runtime.protocol.embeddings import EmbeddingRequest
-from runtime.protocol.images import GenerateRequest, ImageGenerationRequest
-from runtime.protocol.models import Model, ModelList
-from runtime.protocol.responses import (
-    CreateChatCompletionResponse,
-    CreateChatCompletionStreamResponse,
-    CreateCompletionResponse,
-    CreateEmbeddingResponse,
-    ErrorResponse,
-    ImagesResponse,
-)
-from runtime.protocol.tokenize import DetokenizeRequest, TokenizeRequest
+from runtime.gateway import gateway_of
+from runtime.operations import OPEN_OBJECT, OPERATIONS, Operation
+from runtime.protocol.messages import AnthropicErrorResponse
+from runtime.protocol.responses import ErrorResponse
 
 REF = "#/components/schemas/{model}"
-# What each failure status means on an engine-bound route.
-ENGINE_ERRORS = {
-    "400": "invalid request: the message and `param` name the field",
-    "401": "missing or invalid API key",
-    "404": "no chute serves this `model`",
-    "413": "request body over the limit",
-    "429": "the chute's concurrency slots are all taken (see Retry-After)",
-    "502": "the engine did not answer or broke off its reply",
-    "503": "the chute's engine is starting, restarting, failed, or the gateway is draining",
-}
-OPEN_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 
-@dataclass(frozen=True)
-class Operation:
-    """One route as the document describes it: its bodies, and the failures it can answer."""
+def openapi_route(*, metrics: bool, public_models: bool) -> Route:
+    rendered: list[Response] = []
 
-    path: str
-    method: str
-    summary: str
-    request: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    stream: type[BaseModel] | None = None  # the event schema when `stream: true`
-    media: str = "application/json"
-    errors: dict[str, str] = field(default_factory=lambda: ENGINE_ERRORS)
-    public: bool = False
-    raw: dict[str, Any] | None = None  # response schema when no model describes it
-    error_body: dict[str, Any] | None = None  # failure body when it is not the error envelope
+    async def openapi(request: Request) -> Response:
+        if not rendered:
+            names = [c.name for c in gateway_of(request).chutes]
+            document = build_document(names, metrics=metrics, public_models=public_models)
+            rendered.append(JSONResponse(document))
+        return rendered[0]
 
-
-PROBE = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
-OPERATIONS = (
-    Operation("/v1/chat/completions", "post", "Create a chat completion",
-              ChatCompletionRequest, CreateChatCompletionResponse,
-              CreateChatCompletionStreamResponse),
-    Operation("/v1/completions", "post", "Create a text completion", CompletionRequest,
-              CreateCompletionResponse, CreateCompletionResponse),
-    Operation("/v1/embeddings", "post", "Create embeddings", EmbeddingRequest,
-              CreateEmbeddingResponse),
-    Operation("/v1/images/generations", "post", "Generate images (base64 PNG)",
-              ImageGenerationRequest, ImagesResponse),
-    Operation("/generate", "post", "Generate one image (Chutes' route): the JPEG itself",
-              GenerateRequest, media="image/jpeg", raw={"type": "string", "format": "binary"}),
-    Operation("/tokenize", "post", "Tokenize a prompt or messages", TokenizeRequest,
-              raw=OPEN_OBJECT),
-    Operation("/detokenize", "post", "Turn token ids back into text", DetokenizeRequest,
-              raw=OPEN_OBJECT),
-    Operation("/v1/models", "get", "List the models served", response=ModelList,
-              errors={"401": ENGINE_ERRORS["401"]}),
-    Operation("/v1/models/{model}", "get", "Retrieve one model", response=Model,
-              errors={"401": ENGINE_ERRORS["401"], "404": "no such model"}),
-    Operation("/health", "get", "Liveness", raw=PROBE, errors={}, public=True),
-    Operation("/ping", "get", "Liveness (Chutes' name)", raw=PROBE, errors={}, public=True),
-    Operation("/ready", "get", "Readiness: 200 once every engine answers", raw=OPEN_OBJECT,
-              errors={"503": "an engine is not ready, or the gateway is draining"},
-              error_body=OPEN_OBJECT,
-              public=True),
-)  # fmt: skip
+    return Route("/openapi.json", openapi, methods=["GET"])
 
 
 def build_document(model_names: list[str], *, metrics: bool, public_models: bool) -> dict[str, Any]:
     """The document for a gateway serving `model_names` (offered as examples of `model`)."""
     models = {m for op in OPERATIONS for m in (op.request, op.response, op.stream) if m}
-    models.add(ErrorResponse)
+    models |= {ErrorResponse, AnthropicErrorResponse}
     keys, defs = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
     )
@@ -106,7 +54,7 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
         public = op.public or (public_models and op.path.startswith("/v1/models"))
-        paths.setdefault(op.path, {})[op.method] = _operation(op, ref, public, model_names)
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, ref, public)
     paths["/openapi.json"] = {"get": _plain("This document", "application/json", OPEN_OBJECT)}
     if metrics:
         paths["/metrics"] = {"get": _plain("Prometheus metrics", "text/plain", {"type": "string"})}
@@ -116,6 +64,7 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
             "title": "chutebox",
             "version": __version__,
             "description": "The Chutes API, served locally: OpenAI-compatible routes "
+            "(chat, completions, responses, embeddings, rerank), Anthropic's Messages API, "
             "and Chutes' image route.",
         },  # fmt: skip
         "paths": paths,
@@ -130,24 +79,33 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
     }
 
 
-def _event(chunk: str, error: str) -> dict[str, Any]:
-    """One server-sent event, as OpenAPI 3.1 tools read `schema` of text/event-stream."""
+def _event(chunk: str, error: str, named: bool) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI 3.1 tools read `schema` of text/event-stream.
+
+    OpenAI's chat and completion streams are bare `data:` chunks ending in `[DONE]`; the
+    Responses and Messages streams name each event (`event:` repeats the chunk's `type`)."""
+    json_chunk = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"anyOf": [{"$ref": chunk}, {"$ref": error}]},
+    }
+    if named:
+        data: dict[str, Any] = {
+            "description": "a JSON event whose `type` the `event:` line "
+            "repeats; an error event when the stream fails",
+            **json_chunk,
+        }
+    else:
+        data = {
+            "description": 'a JSON chunk, an `{"error": …}` chunk when the stream fails '
+            "after its headers, and last the literal `[DONE]`",
+            "anyOf": [{"const": "[DONE]"}, json_chunk],
+        }
     return {
         "type": "object",
-        "required": ["data"],
+        "required": ["data", "event"] if named else ["data"],
         "properties": {
-            "data": {
-                "description": 'a JSON chunk, an `{"error": …}` chunk when the stream fails '
-                "after its headers, and last the literal `[DONE]`",
-                "anyOf": [
-                    {"const": "[DONE]"},
-                    {
-                        "type": "string",
-                        "contentMediaType": "application/json",
-                        "contentSchema": {"anyOf": [{"$ref": chunk}, {"$ref": error}]},
-                    },
-                ],
-            },  # fmt: skip
+            "data": data,
             "event": {"type": "string"},
             "id": {"type": "string"},
             "retry": {"type": "integer"},
@@ -168,18 +126,18 @@ def _name_models(schema: dict[str, Any], names: list[str]) -> None:
         prop.update(named)
 
 
-def _operation(
-    op: Operation, ref: dict[type[BaseModel], str], public: bool, names: list[str]
-) -> dict[str, Any]:
+def _operation(op: Operation, ref: dict[type[BaseModel], str], public: bool) -> dict[str, Any]:
     content: dict[str, Any] = {}
     if op.response is not None:
         content[op.media] = {"schema": {"$ref": ref[op.response]}}
     elif op.raw is not None:
         content[op.media] = {"schema": op.raw}
+    error_ref = ref[op.error_model or ErrorResponse]
     if op.stream is not None:
-        content["text/event-stream"] = {"schema": _event(ref[op.stream], ref[ErrorResponse])}
+        content["text/event-stream"] = {"schema": _event(ref[op.stream], error_ref,
+                                                          op.named_events)}  # fmt: skip
     responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
-    error_schema = op.error_body or {"$ref": ref[ErrorResponse]}
+    error_schema = op.error_body or {"$ref": error_ref}
     error = {"application/json": {"schema": error_schema}}
     for status, why in op.errors.items():
         if not (public and status == "401"):
@@ -189,9 +147,11 @@ def _operation(
         schema: dict[str, Any] = {"$ref": ref[op.request]}
         operation["requestBody"] = {"required": True, "content": {"application/json":
                                     {"schema": schema}}}  # fmt: skip
-    if op.path == "/v1/models/{model}":
-        operation["parameters"] = [{"name": "model", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}]  # fmt: skip
+    if op.params:
+        string = {"type": "string"}
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": string} for name in op.params
+        ]
     if public:
         operation["security"] = []
     return operation

@@ -14,6 +14,7 @@ from runtime.backend import EngineBackend
 BACKENDS: dict[str, str] = {
     "vllm": "engines.vllm:VLLMBackend",
     "vllm-embedding": "engines.vllm_embedding:VLLMEmbeddingBackend",
+    "vllm-rerank": "engines.vllm_embedding:VLLMRerankBackend",
     "sglang": "engines.sglang:SGLangBackend",
     "sentence-transformers": "engines.sentence_transformers:SentenceTransformersBackend",
     "diffusers": "engines.diffusion:DiffusersBackend",

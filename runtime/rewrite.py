@@ -31,12 +31,21 @@ def wants_thinking(header: str | None) -> bool:
 
 
 def rewrite_request(
-    body: dict[str, Any], served_name: str, rules: RewriteRules, *, thinking: bool, chat: bool
+    body: dict[str, Any],
+    served_name: str,
+    rules: RewriteRules,
+    *,
+    thinking: bool,
+    chat: bool,
+    usage_option: bool = True,
 ) -> dict[str, Any]:
-    """Return the body the engine receives: `model` rewritten, then the platform's rules."""
+    """Return the body the engine receives: `model` rewritten, then the platform's rules.
+
+    `usage_option`: the route takes OpenAI's `stream_options` (chat and completions; the
+    Responses and Messages streams report usage in their last events anyway)."""
     out = dict(body)
     out["model"] = served_name
-    if rules.include_usage and out.get("stream"):
+    if rules.include_usage and usage_option and out.get("stream"):
         options = dict(out.get("stream_options") or {})
         options["include_usage"] = True
         out["stream_options"] = options

@@ -14,21 +14,21 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from runtime.backend import AbortCall
 from runtime.chutes import ChuteSet, Lease
 from runtime.errors import (
-    ChuteboxError,
+    Dialect,
     EngineDownError,
     GatewayStoppingError,
     UpstreamError,
     from_engine_body,
-    sse_error_event,
 )
 from runtime.metrics import Metrics, StreamMeters
+from runtime.record import RequestRecord, record_of
 from runtime.upstream import Upstream, UpstreamBroken, UpstreamResponse
 from runtime.usage import Usage, find_usage
 
@@ -98,8 +98,9 @@ class EngineCall:
 
     The request goes to the lease's replica; if that one refuses it unanswered, the lease
     moves to another ready replica and it goes there (503 when none is left).
-    What it learns on the way goes into the request's ASGI state for the access log and
-    `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into `metrics`.
+    What it learns on the way goes into the request's record for the access log and
+    `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into `metrics`. `on_reply`
+    sees the start of a successful reply (the whole body, or the first chunk of a stream).
     """
 
     def __init__(
@@ -117,6 +118,10 @@ class EngineCall:
         metrics: Metrics | None = None,
         keepalive: float = 0.0,
         shutdown: ChuteSet,
+        dialect: Dialect = Dialect.OPENAI,
+        record: RequestRecord | None = None,
+        on_reply: Callable[[bytes], None] | None = None,
+        count_usage: bool = True,
     ) -> None:
         self.upstream = upstream
         self.lease = lease
@@ -130,20 +135,24 @@ class EngineCall:
         self.metrics = metrics
         self.keepalive = keepalive
         self.shutdown = shutdown
+        self.dialect = dialect
+        self.record = record
+        self.on_reply = on_reply
+        self.count_usage = count_usage
         self._started = False
         self._stream: StreamRelay | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope.setdefault("state", {})
+        record = self.record or record_of(scope)
         task = asyncio.current_task()
         assert task is not None
         self.shutdown.relays.add(task)
         try:
             if self.shutdown.stopping:
                 raise GatewayStoppingError()
-            await run_until_disconnect(receive, self._relay(send, state), WATCH_AFTER)
+            await run_until_disconnect(receive, self._relay(send, record), WATCH_AFTER)
         except ClientDisconnected:
-            state["disconnected"] = True
+            record.disconnected = True
             if self.metrics is not None:
                 self.metrics.disconnected(self.chute, self.path)
             if self.abort is not None:
@@ -162,7 +171,7 @@ class EngineCall:
         if not self._started:
             raise GatewayStoppingError()
         if self._stream is not None:
-            await self._stream.fail(GatewayStoppingError())
+            await self._stream.fail(self.dialect.sse_event(GatewayStoppingError()))
             await self._stream.end()
 
     async def _send_abort(self, call: AbortCall) -> None:
@@ -190,7 +199,7 @@ class EngineCall:
             except EngineDownError as exc:
                 endpoint = self.lease.fail_over(exc.message)
 
-    async def _relay(self, send: Send, state: dict[str, Any]) -> None:
+    async def _relay(self, send: Send, record: RequestRecord) -> None:
         asked = perf_counter()
         response = await self._open()
         reusable = False
@@ -201,18 +210,18 @@ class EngineCall:
                 raise from_engine_body(response.status, body)
             content_type = response.headers.get("content-type", "application/json")
             if content_type.startswith("text/event-stream"):
-                state["engine_wait"] = perf_counter() - asked
+                record.engine_wait = perf_counter() - asked
                 self._started = True
                 await send(self._start(content_type, SSE_HEADERS))
                 meters = self.metrics.stream_meters(self.chute) if self.metrics else None
-                relay = StreamRelay(response, send, meters, state.get("started", asked),
-                                    self.keepalive)  # fmt: skip
+                relay = StreamRelay(response, send, meters, record.started, self.keepalive,
+                                    self.dialect, self.on_reply)  # fmt: skip
                 self._stream = relay
                 reusable = await relay.run()
-                self._count(state, find_usage(relay.tail))
+                self._count(record, find_usage(relay.tail))
             else:
                 body = await _read(response)
-                state["engine_wait"] = perf_counter() - asked
+                record.engine_wait = perf_counter() - asked
                 extra = [(b"content-length", str(len(body)).encode())]
                 extra += [(name.encode(), response.headers[name].encode())
                           for name in RELAYED_HEADERS if name in response.headers]  # fmt: skip
@@ -221,17 +230,19 @@ class EngineCall:
                 await send({"type": "http.response.body", "body": body})
                 reusable = True
                 if content_type.startswith("application/json"):
-                    self._count(state, find_usage(body))
+                    self._count(record, find_usage(body))
+                    if self.on_reply is not None:
+                        self.on_reply(body)
         finally:
             if reusable:
                 response.release()
             else:
                 response.close()
 
-    def _count(self, state: dict[str, Any], usage: Usage | None) -> None:
-        if usage is None:
+    def _count(self, record: RequestRecord, usage: Usage | None) -> None:
+        if usage is None or not self.count_usage:
             return
-        state["usage"] = usage
+        record.usage = usage
         if self.metrics is not None:
             self.metrics.tokens(self.chute, usage.prompt_tokens, usage.completion_tokens)
 
@@ -258,8 +269,12 @@ class StreamRelay:
         meters: StreamMeters | None,
         started: float,
         keepalive: float,
+        dialect: Dialect = Dialect.OPENAI,
+        on_first: Callable[[bytes], None] | None = None,
     ) -> None:
         self.response = response
+        self.dialect = dialect
+        self.on_first = on_first
         self.send = send
         self.meters = meters
         self.started = started
@@ -284,6 +299,8 @@ class StreamRelay:
         try:
             async for chunk in self.response.iter_chunks():
                 now = perf_counter()
+                if first and self.on_first is not None:
+                    self.on_first(chunk)
                 if meters is not None:
                     if first:
                         meters.ttft.observe(now - self.started)
@@ -293,16 +310,17 @@ class StreamRelay:
                 self.tail, self.boundary = chunk, chunk.endswith(b"\n\n")
                 await self._write(chunk)
         except UpstreamBroken as exc:
-            await self.fail(UpstreamError(f"the engine broke off the stream: {exc}"))
+            error = UpstreamError(f"the engine broke off the stream: {exc}")
+            await self.fail(self.dialect.sse_event(error))
             complete = False
         self.tail = previous + self.tail
         await self.end()
         return complete
 
-    async def fail(self, error: ChuteboxError) -> None:
-        """Send `error` as an event of its own, finishing any half-sent event first."""
+    async def fail(self, event: bytes) -> None:
+        """Send an error `event` of its own, finishing any half-sent event first."""
         prefix = b"" if self.boundary else b"\n\n"
-        await self._write(prefix + sse_error_event(error))
+        await self._write(prefix + event)
 
     async def end(self) -> None:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -42,7 +42,10 @@ def find_usage(data: bytes) -> Usage | None:
             return None
     if not isinstance(value, dict):
         return None
-    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
+    # OpenAI's chat and completions name them prompt/completion; its Responses API and
+    # Anthropic's Messages API name them input/output.
+    prompt = value.get("prompt_tokens", value.get("input_tokens"))
+    completion = value.get("completion_tokens", value.get("output_tokens", 0))
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     return Usage(prompt, completion)

@@ -57,3 +57,13 @@ def test_the_wheel_installs_and_every_command_runs(tmp_path: Path) -> None:
                           "--only", "models", "--timeout", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert kit.returncode == 1 and "Traceback" not in kit.stderr, kit.stdout + kit.stderr
+    # Data files ship in the wheel: the default chute's chat template is opened at run time.
+    template = run(
+        [
+            str(python),
+            "-c",
+            "from runtime.defaults import TOOLS_TEMPLATE as t; print(t.is_file(), t)",
+        ],
+        cwd=tmp_path,
+    ).stdout
+    assert template.startswith("True") and str(env_dir) in template

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anthropic
 import httpx
 import openai
 from pydantic import BaseModel, ValidationError
@@ -46,6 +47,7 @@ class Target:
     model: str | None = None
     embedding_model: str | None = None
     image_model: str | None = None
+    rerank_model: str | None = None
     timeout: float = 120.0
 
 
@@ -81,10 +83,14 @@ class Session:
         self.http = httpx.Client(base_url=root, timeout=self.target.timeout)
         self.sdk = openai.OpenAI(base_url=root + "/v1", api_key=self.target.api_key or "none",
                                  max_retries=0, timeout=self.target.timeout)  # fmt: skip
+        # Anthropic's client sends the key as `x-api-key`, as it does to Anthropic.
+        self.claude = anthropic.Anthropic(base_url=root, api_key=self.target.api_key or "none",
+                                          max_retries=0, timeout=self.target.timeout)  # fmt: skip
 
     def close(self) -> None:
         self.http.close()
         self.sdk.close()
+        self.claude.close()
 
     def auth(self) -> dict[str, str]:
         key = self.target.api_key
@@ -120,6 +126,11 @@ class Session:
         if not self.target.embedding_model:
             raise Skipped("no --embedding-model given")
         return self.target.embedding_model
+
+    def rerank_model(self) -> str:
+        if not self.target.rerank_model:
+            raise Skipped("no --rerank-model given")
+        return self.target.rerank_model
 
     def image_model(self) -> str:
         if not self.target.image_model:

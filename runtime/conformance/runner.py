@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import anthropic
 import httpx
+import openai
 
 from runtime.conformance.check import Check, Failed, Result, Session, Skipped, Target
 
@@ -36,7 +38,8 @@ def run_check(check: Check, session: Session, validate: Validator | None) -> Res
         result.status, result.expected, result.got = "fail", exc.expected, exc.got
     except Skipped as exc:
         result.status, result.got = "skip", str(exc)
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except (httpx.HTTPError, openai.APIError, anthropic.APIError, ValueError, KeyError,
+            IndexError, TypeError) as exc:  # fmt: skip
         result.status, result.got = "fail", f"{type(exc).__name__}: {exc}"
     result.sent = " | ".join(session.sent)[:600]
     result.seconds = round(time.monotonic() - started, 3)

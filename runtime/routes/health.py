@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from runtime.gateway import gateway_of
 
@@ -27,10 +26,3 @@ async def ready(request: Request) -> JSONResponse:
     ok = chutes.all_ready() and not chutes.draining
     status = "ready" if ok else ("draining" if chutes.draining else "not_ready")
     return JSONResponse({"status": status, "chutes": states}, status_code=200 if ok else 503)
-
-
-routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/ping", health, methods=["GET"]),
-    Route("/ready", ready, methods=["GET"]),
-]

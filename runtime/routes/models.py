@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from runtime.chutes import Chute
 from runtime.errors import NotFoundError
@@ -41,9 +40,3 @@ async def retrieve_model(request: Request) -> JSONResponse:
     if chute is None:
         raise NotFoundError(f"model not found: {name}", param="model", code="model_not_found")
     return JSONResponse(model_card(chute).model_dump(exclude_none=True))
-
-
-routes = [
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
-]

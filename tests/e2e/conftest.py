@@ -39,7 +39,8 @@ def vllm_gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     config.write_text(
         f"[[chutes]]\nname = {json.dumps(MODEL)}\nmodel = {json.dumps(str(tiny_model))}\n"
         f"engine_args = {json.dumps(ENGINE_ARGS)}\nconcurrency = 4\n"
-        'env = { VLLM_ENFORCE_STRICT_TOOL_CALLING = "0" }\n'
+        # The Responses API's store is off in vLLM unless asked for (it never evicts).
+        'env = { VLLM_ENFORCE_STRICT_TOOL_CALLING = "0", VLLM_ENABLE_RESPONSES_API_STORE = "1" }\n'
         # A second chute, on the fake engine: the fault tests show it serving on while the
         # vLLM one restarts.
         f'\n[[chutes]]\nname = {json.dumps(SIDE)}\nengine = "fake"\n'

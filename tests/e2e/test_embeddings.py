@@ -213,3 +213,26 @@ def test_litellm_embeds_through_its_openai_provider(gateway: Served) -> None:
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["embeddings"] == [384, 384]
     assert out["chutes_provider_embeddings"].startswith("refused by LiteLLM")
+
+
+@pytest.mark.parametrize("model", ["minilm", "tiny-embed"])
+def test_an_embedding_chute_scores_pairs_by_the_cosine_of_its_own_vectors(
+    gateway: Served, client: openai.OpenAI, model: str
+) -> None:
+    # vLLM scores pairs with an embedding model this way; chutebox's worker does the same.
+    query, documents = SENTENCES[0], SENTENCES[1:5]
+    vectors = [
+        d.embedding for d in client.embeddings.create(model=model, input=[query, *documents]).data
+    ]
+    want = [cosine(vectors[0], v) for v in vectors[1:]]
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=gateway.base_url, headers=headers, timeout=60) as http:
+        scored = http.post("/v1/score", json={"model": model, "text_1": query, "text_2": documents})
+        ranked = http.post(
+            "/v1/rerank", json={"model": model, "query": query, "documents": documents}
+        )
+    assert scored.status_code == 200 and ranked.status_code == 200, (scored.text, ranked.text)
+    assert [row["score"] for row in scored.json()["data"]] == pytest.approx(want, abs=1e-5)
+    results = ranked.json()["results"]
+    assert [r["index"] for r in results] == sorted(range(4), key=lambda i: -want[i])
+    assert scored.json()["usage"]["prompt_tokens"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -118,3 +119,15 @@ def make_gateway(
 @pytest.fixture
 def gateway(make_gateway: GatewayFactory) -> Gateway:
     return make_gateway()
+
+
+def wait_until_abandoned(stats_url: str, before: int) -> None:
+    """Wait for the fake engine to count one more stream abandoned and none running: the
+    client left, and the gateway let the engine know by closing its connection."""
+    stats: dict[str, Any] = {}
+    for _ in range(50):
+        stats = httpx.get(stats_url).json()
+        if stats["streams_abandoned"] > before and stats["streams_active"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the engine kept streaming after the client left: {stats}")

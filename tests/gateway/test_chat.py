@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.gateway.conftest import Gateway, GatewayFactory, wait_until_abandoned
 
 USER = [{"role": "user", "content": "hello brave new world"}]
 
@@ -122,13 +122,7 @@ def test_client_disconnect_mid_stream_reaches_the_engine(
     ):
         next(reply.iter_raw())  # the stream has started
     # Leaving the block closed the client's connection mid-stream.
-    for _ in range(50):
-        stats = httpx.get(stats_url).json()
-        if stats["streams_abandoned"] > before and stats["streams_active"] == 0:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"the engine kept streaming after the client left: {stats}")
+    wait_until_abandoned(stats_url, before)
 
 
 def test_sglang_requests_carry_the_invocation_id_and_are_aborted_by_it(

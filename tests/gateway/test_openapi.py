@@ -13,9 +13,9 @@ import pytest
 import yaml
 from starlette.routing import Route
 
+from runtime.dispatch import build_routes
 from runtime.openapi import build_document
 from runtime.protocol.chat import ChatCompletionRequest
-from runtime.routes import all_routes
 from tests.gateway.conftest import Gateway
 from tests.support.servers import ROOT, chutebox_serve
 
@@ -26,13 +26,14 @@ SHARED = {
     "/v1/completions": "/completions",
     "/v1/embeddings": "/embeddings",
     "/v1/images/generations": "/images/generations",
+    "/v1/responses": "/responses",
 }
 
 
 def test_every_route_is_described(gateway: Gateway) -> None:
     with gateway.client(key=None) as client:
         document = client.get("/openapi.json").json()
-    served = {(r.path, m.lower()) for r in all_routes() if isinstance(r, Route)
+    served = {(r.path, m.lower()) for r in build_routes() if isinstance(r, Route)
               for m in r.methods or () if m != "HEAD"}  # fmt: skip
     served = {(p.replace("{model:path}", "{model}"), m) for p, m in served}
     described = {(p, m) for p, ops in document["paths"].items() for m in ops}
@@ -81,7 +82,12 @@ def test_shared_routes_agree_with_openais_spec() -> None:
         # Everything OpenAI requires, chutebox knows; chutebox requires nothing OpenAI does not
         # (the image routes may leave `model` out, where OpenAI's default model would apply).
         assert theirs["required"] <= set(mine["properties"]), path
-        assert mine["required"] <= theirs["required"], path
+        # A Responses request may leave `model` to a stored prompt on OpenAI's platform; the
+        # gateway routes by it, so it is required here (a 400 naming it).
+        routed = {"model"} if path == "/v1/responses" else set()
+        assert mine["required"] - routed <= theirs["required"], path
+        if path == "/v1/responses":  # declared field for field, so screening can judge them
+            assert set(mine["properties"]) == set(theirs["properties"])
         # The reply schemas demand no field OpenAI's do not promise.
         theirs_reply = flatten(theirs_op["responses"]["200"]["content"]["application/json"]
                                ["schema"], spec)  # fmt: skip
@@ -109,4 +115,4 @@ def test_schemathesis_finds_nothing_against_the_running_gateway(tmp_path: Path) 
             capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:]
-    assert "passed" in result.stdout and "13 selected" in result.stdout
+    assert "passed" in result.stdout and "20 selected" in result.stdout

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from runtime.access import AccessLog
+from runtime.record import RequestRecord
 from runtime.usage import Usage
 
 
@@ -32,6 +33,10 @@ def logger_with(handler: logging.Handler, name: str, level: int = logging.INFO) 
     return logger
 
 
+def record(chute: str = "", invocation_id: str = "-", usage: Usage | None = None) -> RequestRecord:
+    return RequestRecord(None, None, invocation_id, 0.0, chute=chute, usage=usage)
+
+
 def scope(path: str = "/v1/chat/completions") -> dict[str, Any]:
     return {"client": ("127.0.0.1", 5123), "method": "POST", "path": path}
 
@@ -42,8 +47,7 @@ def test_a_full_batch_is_logged_at_once_each_record_with_its_own_request() -> No
         log = AccessLog(logger_with(handler, "full"), capacity=3, interval=60)
         seen = []
         for i in range(3):
-            state = {"chute": "tiny", "invocation_id": f"id-{i}", "usage": Usage(i, 2 * i)}
-            log.add(scope(), state, 200 + i, 0.0015)
+            log.add(scope(), record("tiny", f"id-{i}", Usage(i, 2 * i)), 200 + i, 0.0015)
             seen.append(len(handler.records))
         return seen, handler
 
@@ -67,7 +71,7 @@ def test_a_lone_entry_is_logged_when_the_interval_ends_with_the_time_its_request
         handler = Collect()
         log = AccessLog(logger_with(handler, "timer"), capacity=64, interval=0.05)
         wall = time.time()
-        log.add(scope(), {}, 404, 0.01)
+        log.add(scope(), record(), 404, 0.01)
         before = list(handler.records)
         for _ in range(200):
             if handler.records:
@@ -77,12 +81,12 @@ def test_a_lone_entry_is_logged_when_the_interval_ends_with_the_time_its_request
 
     wall, before, after = asyncio.run(scenario())
     assert before == [] and len(after) == 1
-    record = after[0]
-    assert record.getMessage() == (
+    logged = after[0]
+    assert logged.getMessage() == (
         '127.0.0.1:5123 "POST /v1/chat/completions" 404 10.0ms chute=- id=-'
     )
-    assert abs(record.created - wall) < 0.04  # the request's time, not the batch's (≥ 50 ms on)
-    assert record.msecs == (record.created - int(record.created)) * 1000
+    assert abs(logged.created - wall) < 0.04  # the request's time, not the batch's (≥ 50 ms on)
+    assert logged.msecs == (logged.created - int(logged.created)) * 1000
 
 
 def test_a_percent_sign_in_a_path_is_logged_as_it_is() -> None:
@@ -101,4 +105,4 @@ def test_nothing_is_kept_when_the_logger_does_not_log_info() -> None:
 
 
 async def _add(log: AccessLog, request: dict[str, Any]) -> None:
-    log.add(request, {}, 200, 0.001)
+    log.add(request, record(), 200, 0.001)

@@ -41,3 +41,17 @@ def test_sse_error_event_is_one_frame() -> None:
     frame = sse_error_event(InvalidRequestError("x"))
     assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
     assert json.loads(frame[6:])["error"]["message"] == "x"
+
+
+def test_anthropic_routes_get_anthropics_error_body_and_stream_event() -> None:
+    from runtime.errors import CapacityError, Dialect, EngineUnavailableError
+
+    busy = CapacityError("all slots taken")
+    assert Dialect.ANTHROPIC.body(busy) == {
+        "type": "error", "error": {"type": "rate_limit_error", "message": "all slots taken"}
+    }  # fmt: skip
+    down = EngineUnavailableError("restarting")
+    assert Dialect.ANTHROPIC.body(down)["error"]["type"] == "overloaded_error"
+    event = Dialect.ANTHROPIC.sse_event(down)
+    assert event.startswith(b"event: error\ndata: ") and event.endswith(b"\n\n")
+    assert Dialect.OPENAI.sse_event(down).startswith(b'data: {"error": ')

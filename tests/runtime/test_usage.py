@@ -36,3 +36,18 @@ def test_nested_usage_details_and_odd_spacing_are_read_too() -> None:
     assert find_usage(b'{"usage": {"prompt_tokens": 5, "note": "}", "completion_tokens": 1}}') == (
         Usage(5, 1)
     )
+
+
+def test_the_responses_and_messages_apis_name_them_input_and_output() -> None:
+    completed = (
+        b'event: response.completed\ndata: {"type":"response.completed","response":{"id":"r",'
+        b'"usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":0},'
+        b'"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":10}}}\n\n'
+    )
+    assert find_usage(completed) == Usage(7, 3)
+    delta = (
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+        b'"usage":{"input_tokens":12,"output_tokens":5}}\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    assert find_usage(delta) == Usage(12, 5)

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from runtime.conformance.check import Check
-from runtime.conformance.groups import basics, chat, media, tools
+from runtime.conformance.groups import agentic, basics, chat, media, rerank, tools
 
 
 def all_checks() -> list[Check]:
-    return [*basics.CHECKS, *chat.CHECKS, *tools.CHECKS, *media.CHECKS]
+    return [
+        *basics.CHECKS,
+        *chat.CHECKS,
+        *tools.CHECKS,
+        *agentic.CHECKS,
+        *media.CHECKS,
+        *rerank.CHECKS,
+    ]

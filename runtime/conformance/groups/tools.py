@@ -9,17 +9,21 @@ from runtime.conformance.check import Check, Session, Skipped, conforms, expect
 from runtime.conformance.groups.chat import _stream
 from runtime.protocol.responses import CreateChatCompletionResponse
 
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+# `strict: true` asks for arguments held to the schema (grammar-constrained decoding on vLLM
+# and SGLang): a small model then produces a call worth judging.
 WEATHER = {
     "type": "function",
     "function": {
         "name": "get_weather",
         "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
+        "parameters": CITY,
+        "strict": True,
     },
 }
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]

@@ -1,0 +1,240 @@
+"""The path every engine-bound request takes: read, validate, route, check, rewrite, admit.
+
+One `Forward` per engine operation (`runtime.operations`); what differs between routes — the
+schema, the capability, the rewrites, whether it takes a slot, how its chute is found — is
+read from the operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from runtime import fastjson
+from runtime.backend import RESPONSES
+from runtime.chutes import Chute, Lease
+from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
+from runtime.fields import openai_fields, screen
+from runtime.gateway import Gateway, Limits, header, read_body
+from runtime.operations import ENGINE_OPERATIONS, Operation, Rewrite, Target
+from runtime.protocol.validation import parse_body, validate
+from runtime.record import RequestRecord, record_of
+from runtime.rewrite import rewrite_request, wants_thinking
+from runtime.stored import Holder
+from runtime.streaming import EngineCall
+
+
+def screen_fields(data: dict[str, Any], chute: Chute, op: Operation, strict: bool) -> None:
+    """Refuse fields neither the API nor the engine knows (when strict), and drop the API's
+    fields the engine does not read. Unchecked when the engine published nothing for this
+    route."""
+    engine = chute.fields.known(op.path) if chute.fields is not None else None
+    if engine is not None and op.request is not None:
+        screen(data, openai_fields(op.request), engine, strict)
+
+
+def check_limits(data: dict[str, Any], limits: Limits) -> None:
+    """Limits a deployment sets below what the API allows; the schemas checked the types."""
+    n = data.get("n")
+    if isinstance(n, int) and n > limits.max_n:
+        raise InvalidRequestError(
+            f"n: at most {limits.max_n} choices per request here, got {n}",
+            param="n",
+            code="limit_exceeded",
+        )
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise InvalidRequestError(
+            f"messages: at most {limits.max_messages} messages per request, got {len(messages)}",
+            param="messages",
+            code="limit_exceeded",
+        )
+
+
+def serves(chute: Chute, op: Operation) -> bool:
+    """Whether the chute's engine serves `op`: within its backend's capabilities and, when
+    the engine published its routes (`/openapi.json`), among them — a vLLM pooling engine
+    serves /v1/rerank only for a cross-encoder, and says so."""
+    if op.capability not in chute.backend.capabilities:
+        return False
+    published = chute.fields.routes if chute.fields is not None else None
+    return published is None or (op.method, op.path) in published
+
+
+def require_capability(chute: Chute, op: Operation) -> None:
+    if serves(chute, op):
+        return
+    offered = sorted({o.path for o in ENGINE_OPERATIONS if serves(chute, o)})
+    raise InvalidRequestError(
+        f"model {chute.name} (engine {chute.backend.name}) does not serve {op.path}; "
+        f"it serves {', '.join(offered) or 'nothing yet'}",
+        param="model",
+        code="unsupported_route",
+    )
+
+
+def refuse_if_draining(gateway: Gateway) -> None:
+    if gateway.chutes.draining:
+        raise EngineUnavailableError(
+            "the gateway is shutting down; retry against another instance",
+            headers={"Retry-After": "5"},
+        )
+
+
+async def forward(scope: Scope, receive: Receive, op: Operation) -> EngineCall:
+    """The engine call for a request whose body names its `model`."""
+    record = record_of(scope)
+    gateway = record.gateway
+    assert gateway is not None, "the app's lifespan has not run"
+    refuse_if_draining(gateway)
+    data = parse_body(await read_body(scope, receive, gateway.limits.max_body_bytes))
+    assert op.request is not None and op.capability is not None
+    validate(op.request, data)
+    check_limits(data, gateway.limits)
+    if data.get("model") is None:  # only the image routes' schemas allow this
+        chute, thinking = gateway.chutes.only_with(op.capability), False
+    else:
+        chute, thinking = gateway.chutes.resolve(data["model"])
+    record.chute = chute.name
+    require_capability(chute, op)
+    screen_fields(data, chute, op, gateway.strict_params)
+    chute.require_ready()
+    thinking = thinking or wants_thinking(header(scope, b"x-enable-thinking"))
+    body = rewrite_request(
+        data,
+        chute.name,
+        gateway.rules,
+        thinking=thinking,
+        chat=op.rewrite is Rewrite.CHAT,
+        usage_option=op.rewrite is not Rewrite.MODEL,
+    )
+    abort = None
+    field = chute.backend.request_id_field
+    known = chute.fields.known(op.path) if chute.fields is not None else None
+    if field is not None and (known is None or field in known):
+        # Engines that abort by id learn it here, on the routes whose schema takes the id
+        # field; a client's own id is kept.
+        body.setdefault(field, record.invocation_id)
+        abort = chute.backend.abort_call(str(body[field]))
+    prefer = None
+    if op.capability == RESPONSES and isinstance(data.get("previous_response_id"), str):
+        # The response it continues lives in one replica's memory.
+        held = gateway.stored.find(data["previous_response_id"])
+        prefer = held.replica if held is not None and held.chute == chute.name else None
+    lease = await admit(chute, op, prefer)
+    on_reply = None
+    if op.capability == RESPONSES and data.get("store") is not False:
+        on_reply = _remember(gateway, chute, lease)
+    return _call(
+        gateway,
+        record,
+        chute,
+        lease,
+        op,
+        op.path,
+        fastjson.dumps(body),
+        abort=abort,
+        on_reply=on_reply,
+    )
+
+
+async def forward_stored(scope: Scope, op: Operation) -> EngineCall:
+    """The engine call for a stored response named in the path (retrieve, cancel)."""
+    record = record_of(scope)
+    gateway = record.gateway
+    assert gateway is not None, "the app's lifespan has not run"
+    refuse_if_draining(gateway)
+    response_id = scope["path_params"]["response_id"]
+    held = gateway.stored.find(response_id)
+    chute = gateway.chutes.get(held.chute) if held is not None else None
+    if held is None or chute is None:
+        raise NotFoundError(
+            f"response {response_id} not found here: this gateway routes a stored response "
+            "to the engine that made it, and remembers the most recent ones",
+            param="response_id",
+            code="response_not_found",
+        )
+    record.chute = chute.name
+    chute.require_ready()
+    lease = await admit(chute, op, held.replica)
+    path = scope["path"]
+    if scope.get("query_string"):
+        path += "?" + scope["query_string"].decode("latin-1")
+    body = b"" if op.method == "POST" else None
+    # A stored response repeats its usage; it was counted when it was made.
+    return _call(gateway, record, chute, lease, op, path, body, count_usage=False)
+
+
+async def admit(chute: Chute, op: Operation, prefer: int | None) -> Lease:
+    """A concurrency slot when the route takes one, then a replica to send to."""
+    if not op.slot:
+        return Lease(chute, prefer)
+    await chute.admission.acquire()
+    try:
+        return Lease(chute, prefer)  # not ready after a wait in the queue (a restart): 503
+    except EngineUnavailableError:
+        chute.admission.release()
+        raise
+
+
+def _remember(gateway: Gateway, chute: Chute, lease: Lease) -> Callable[[bytes], None]:
+    def remember(data: bytes) -> None:
+        gateway.stored.remember(data, Holder(chute.name, lease.replica.index))
+
+    return remember
+
+
+def _call(
+    gateway: Gateway,
+    record: RequestRecord,
+    chute: Chute,
+    lease: Lease,
+    op: Operation,
+    path: str,
+    body: bytes | None,
+    **kwargs: Any,
+) -> EngineCall:
+    def done() -> None:
+        lease.release()
+        if op.slot:
+            chute.admission.release()
+
+    return EngineCall(
+        gateway.upstream,
+        lease,
+        path,
+        body,
+        method=op.method,
+        headers=chute.admission.headers,
+        on_done=done,
+        chute=chute.name,
+        metrics=gateway.metrics,
+        keepalive=gateway.keepalive,
+        shutdown=gateway.chutes,
+        dialect=op.dialect,
+        record=record,
+        **kwargs,
+    )
+
+
+class Forward:
+    """An engine-bound route as a plain ASGI app.
+
+    Starlette wraps function endpoints in a request/response adapter with an exception layer
+    of its own; the relay path skips both (the app-wide exception middleware still answers
+    every ChuteboxError in the request's error dialect).
+    """
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        op = self.op
+        record_of(scope).operation = op  # routes with path parameters arrive unnamed
+        if op.target is Target.RESPONSE:
+            call = await forward_stored(scope, op)
+        else:
+            call = await forward(scope, receive, op)
+        await call(scope, receive, send)

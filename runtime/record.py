@@ -1,0 +1,61 @@
+"""The one typed record of a request, made by the outermost middleware and read by the rest.
+
+It travels in the ASGI scope under `RECORD` (not in Starlette's untyped `scope["state"]`):
+the operation the path named, the invocation id, when the request began, and what the route
+learned on the way (the chute, the engine's share of the time, the token usage, whether the
+client left) for the access log, the metrics and `Server-Timing`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from starlette.types import Scope
+
+from runtime.errors import Dialect
+from runtime.usage import Usage
+
+if TYPE_CHECKING:
+    from runtime.gateway import Gateway
+    from runtime.operations import Operation
+
+RECORD = "chutebox.request"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request is and what became of it."""
+
+    gateway: Gateway | None
+    operation: Operation | None
+    invocation_id: str
+    started: float
+    chute: str = ""
+    engine_wait: float | None = None
+    usage: Usage | None = None
+    disconnected: bool = False
+
+    @classmethod
+    def begin(cls, scope: Scope, operation: Operation | None) -> RequestRecord:
+        state = scope.get("state") or {}  # the lifespan's state, as the server copies it in
+        record = cls(
+            gateway=state.get("gateway"),
+            operation=operation,
+            invocation_id=os.urandom(16).hex(),  # uuid4's randomness, without the UUID object
+            started=perf_counter(),
+        )
+        scope[RECORD] = record
+        return record
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.operation.dialect if self.operation is not None else Dialect.OPENAI
+
+
+def record_of(scope: Scope) -> RequestRecord:
+    """The request's record; one is made here when no middleware made it (a bare app)."""
+    record: RequestRecord | None = scope.get(RECORD)
+    return record if record is not None else RequestRecord.begin(scope, None)
