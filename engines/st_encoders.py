@@ -68,12 +68,12 @@ class TorchEncoder:
         torch.set_num_threads(threads)
         self.model = SentenceTransformer(path, device=device, local_files_only=True)
         self.tokenizer = self.model.tokenizer
-        self.counter = _request_side_copy(self.tokenizer)
+        self.counter = request_side_copy(self.tokenizer)
         self.max_length = int(self.model.max_seq_length or 512)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
 
     # token_counts and truncate run on the worker's event loop while a batch encodes in its
-    # thread; they use their own tokenizer copy (see _request_side_copy).
+    # thread; they use their own tokenizer copy (see request_side_copy).
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         backend = getattr(self.counter, "backend_tokenizer", None)
         if backend is not None:
@@ -177,7 +177,7 @@ class OnnxEncoder(TorchEncoder):
         return vectors
 
 
-def _request_side_copy(tokenizer: Any) -> Any:
+def request_side_copy(tokenizer: Any) -> Any:
     """A tokenizer of its own for the request side, with truncation and padding off.
 
     A fast tokenizer keeps truncation and padding as state on its Rust object and every call

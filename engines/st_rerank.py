@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engines.batching import Batcher
-from engines.st_encoders import Encoder, Vectors
+from engines.st_encoders import Encoder, Vectors, request_side_copy
 from engines.worker import authorized, error_body, model_list, openapi_document, unauthorized
 from runtime.errors import ChuteboxError, InvalidRequestError
 from runtime.protocol.rerank import RerankRequest, ScoreRequest
@@ -67,12 +67,14 @@ class CrossEncoderModel:
 
         torch.set_num_threads(max(1, threads))
         self.model = CrossEncoder(path, device=device)
-        self.tokenizer = self.model.tokenizer
-        self.max_length = int(self.model.max_length or self.tokenizer.model_max_length)
+        # Counting runs on the event loop while `predict` runs in the batch thread: a fast
+        # tokenizer shared between them breaks (see request_side_copy).
+        self.counter = request_side_copy(self.model.tokenizer)
+        self.max_length = int(self.model.max_length or self.counter.model_max_length)
 
     def token_counts(self, pairs: Sequence[Pair]) -> list[int]:
         firsts, seconds = [p[0] for p in pairs], [p[1] for p in pairs]
-        encoded = self.tokenizer(firsts, seconds, truncation=False)["input_ids"]
+        encoded = self.counter(firsts, seconds, truncation=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def predict(self, pairs: Sequence[Pair]) -> list[float]:

@@ -26,11 +26,12 @@ from runtime.invocation import InvocationMiddleware
 from runtime.metrics import CONTENT_TYPE, Metrics
 from runtime.observe import ObserveMiddleware
 from runtime.openapi import openapi_route
-from runtime.operations import exact_table
+from runtime.operations import OPERATIONS, exact_table, without_page
 from runtime.record import record_of
 from runtime.rewrite import RewriteRules
 from runtime.settings import Settings
 from runtime.supervisor import Supervisor
+from runtime.traffic import Traffic
 from runtime.upstream import Upstream, UpstreamTimeouts
 
 log = logging.getLogger("chutebox.app")
@@ -91,6 +92,8 @@ def create_app(
 
     metrics = Metrics(chutes) if settings.metrics else None
     access_log = AccessLog() if settings.access_log else None
+    traffic = Traffic()
+    operations = OPERATIONS if settings.ui else without_page(OPERATIONS)
     timeouts = UpstreamTimeouts(
         connect=settings.upstream_connect_timeout,
         read=settings.upstream_read_timeout or None,
@@ -110,6 +113,9 @@ def create_app(
             limits=limits_from(settings),
             metrics=metrics,
             keepalive=settings.sse_keepalive,
+            traffic=traffic,
+            auth_required=bool(api_keys),
+            operations=operations,
         )
         try:
             yield {"gateway": gateway}
@@ -122,19 +128,24 @@ def create_app(
             await upstream.close()
 
     document = openapi_route(metrics=metrics is not None, public_models=settings.public_models)
-    routes: list[BaseRoute] = [*build_routes(), document]
+    routes: list[BaseRoute] = [*build_routes(operations), document]
     if metrics is not None:
         routes.append(metrics_route(metrics))
     middleware = [
         Middleware(
-            ObserveMiddleware, metrics=metrics, access_log=access_log, operations=exact_table()
-        ),  # fmt: skip
+            ObserveMiddleware,
+            metrics=metrics,
+            access_log=access_log,
+            operations=exact_table(operations),
+            traffic=traffic,
+        ),
         Middleware(InvocationMiddleware),
     ]
     if settings.cors_origins:
         middleware.append(cors_middleware(settings.cors_origins))
     if api_keys:
-        is_public = public_routes(settings.public_models)
+        is_public = public_routes(settings.public_models,
+                                  {op.path for op in operations if op.public})  # fmt: skip
         middleware.append(Middleware(AuthMiddleware, keys=api_keys, is_public=is_public))
     middleware.append(Middleware(DirectRoutes, routes=routes))
     return Starlette(

@@ -18,6 +18,8 @@ from runtime.errors import AuthenticationError
 from runtime.record import record_of
 
 IsPublic = Callable[[str, str], bool]
+# Served beside the operation table, public as on vLLM and TEI.
+ALWAYS_PUBLIC = frozenset({"/metrics", "/openapi.json"})
 
 
 def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], str | None]:
@@ -57,11 +59,19 @@ class AuthMiddleware:
         self.is_public = is_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.is_public(scope["method"], scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.is_public(scope["method"], scope["path"]):
+            # A key is optional here, and shows more where it is sent (/status).
+            if any(b"authorization" == k or b"x-api-key" == k for k, _ in scope["headers"]):
+                offered, _ = presented_keys(scope["headers"])
+                record_of(scope).authenticated = any(key_matches(k, self.keys) for k in offered)
             await self.app(scope, receive, send)
             return
         offered, bad_scheme = presented_keys(scope["headers"])
         if any(key_matches(k, self.keys) for k in offered):
+            record_of(scope).authenticated = True
             await self.app(scope, receive, send)
             return
         if bad_scheme is not None:
@@ -75,12 +85,14 @@ class AuthMiddleware:
         await error_response(exc, record_of(scope).dialect)(scope, receive, send)
 
 
-def public_routes(public_models: bool) -> IsPublic:
-    """Probes, metrics and the API description are always public (as on vLLM and TEI);
-    `GET /v1/models` is public when configured (as on Chutes)."""
+def public_routes(public_models: bool, public_paths: Iterable[str] = ()) -> IsPublic:
+    """`public_paths` (the operations marked public: probes, the status page and `/status`,
+    which shows more with a key), metrics and the API description are always public (as on
+    vLLM and TEI); `GET /v1/models` is public when configured (as on Chutes)."""
+    public = ALWAYS_PUBLIC | frozenset(public_paths)
 
     def is_public(method: str, path: str) -> bool:
-        if path in ("/health", "/ready", "/ping", "/metrics", "/openapi.json"):
+        if path in public:
             return True
         if public_models and method in ("GET", "HEAD"):
             return path == "/v1/models" or path.startswith("/v1/models/")

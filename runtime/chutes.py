@@ -104,6 +104,8 @@ class Chute:
     created: int = field(default_factory=lambda: int(time.time()))
     # What the engine's /openapi.json says each route reads; read at its first readiness.
     fields: EngineFields | None = None
+    # Why the planner laid the replicas out as it did (what `chutebox plan` prints).
+    plan_reasons: tuple[str, ...] = ()
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
 

@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError
 from runtime.forward import Forward
-from runtime.operations import OPERATIONS, Operation
+from runtime.operation import Operation
+from runtime.operations import OPERATIONS
 from runtime.record import record_of
 
 

@@ -18,7 +18,8 @@ from runtime.chutes import Chute, Lease
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fields import openai_fields, screen
 from runtime.gateway import Gateway, Limits, header, read_body
-from runtime.operations import ENGINE_OPERATIONS, Operation, Rewrite, Target
+from runtime.operation import Operation, Rewrite, Target
+from runtime.operations import ENGINE_OPERATIONS
 from runtime.protocol.validation import parse_body, validate
 from runtime.record import RequestRecord, record_of
 from runtime.rewrite import rewrite_request, wants_thinking
@@ -53,20 +54,10 @@ def check_limits(data: dict[str, Any], limits: Limits) -> None:
         )
 
 
-def serves(chute: Chute, op: Operation) -> bool:
-    """Whether the chute's engine serves `op`: within its backend's capabilities and, when
-    the engine published its routes (`/openapi.json`), among them — a vLLM pooling engine
-    serves /v1/rerank only for a cross-encoder, and says so."""
-    if op.capability not in chute.backend.capabilities:
-        return False
-    published = chute.fields.routes if chute.fields is not None else None
-    return published is None or (op.method, op.path) in published
-
-
 def require_capability(chute: Chute, op: Operation) -> None:
-    if serves(chute, op):
+    if op.served_by(chute):
         return
-    offered = sorted({o.path for o in ENGINE_OPERATIONS if serves(chute, o)})
+    offered = sorted({o.path for o in ENGINE_OPERATIONS if o.served_by(chute)})
     raise InvalidRequestError(
         f"model {chute.name} (engine {chute.backend.name}) does not serve {op.path}; "
         f"it serves {', '.join(offered) or 'nothing yet'}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
@@ -12,6 +13,10 @@ from runtime.errors import PayloadTooLargeError
 from runtime.metrics import Metrics
 from runtime.rewrite import RewriteRules
 from runtime.stored import StoredResponses
+from runtime.traffic import Traffic
+
+if TYPE_CHECKING:
+    from runtime.operation import Operation
 from runtime.upstream import Upstream
 
 
@@ -35,6 +40,11 @@ class Gateway:
     keepalive: float = 0.0
     # Which replica holds each stored response (bounded; see runtime.stored).
     stored: StoredResponses = field(default_factory=StoredResponses)
+    traffic: Traffic | None = None
+    # Whether requests need a key (False: every caller sees what a key shows).
+    auth_required: bool = True
+    # The routes this app was built with (runtime.operations, less the page with --no-ui).
+    operations: tuple[Operation, ...] = ()
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.access import AccessLog
 from runtime.metrics import Metrics
-from runtime.operations import Operation
+from runtime.operation import Operation
 from runtime.record import RequestRecord
+from runtime.traffic import Traffic
 
 # nginx's code for "client closed the request": what a disconnect is counted as.
 CLIENT_CLOSED = 499
@@ -34,11 +35,13 @@ class ObserveMiddleware:
         metrics: Metrics | None,
         access_log: AccessLog | None,
         operations: Mapping[tuple[str, str], Operation],
+        traffic: Traffic | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
         self.operations = operations
+        self.traffic = traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,6 +74,9 @@ class ObserveMiddleware:
             self.metrics.answered(record.chute, path, status, elapsed)
         if self.access_log is not None:
             self.access_log.add(scope, record, status, elapsed)
+        if self.traffic is not None:
+            tokens = record.usage.completion_tokens if record.usage is not None else 0
+            self.traffic.answered(record.chute, status, tokens, record.ttft)
 
 
 def server_timing(record: RequestRecord) -> tuple[bytes, bytes]:

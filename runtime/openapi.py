@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from runtime import __version__
 from runtime.gateway import gateway_of
-from runtime.operations import OPEN_OBJECT, OPERATIONS, Operation
+from runtime.operation import OPEN_OBJECT, Operation
+from runtime.operations import OPERATIONS
 from runtime.protocol.messages import AnthropicErrorResponse
 from runtime.protocol.responses import ErrorResponse
 
@@ -31,16 +32,25 @@ def openapi_route(*, metrics: bool, public_models: bool) -> Route:
     async def openapi(request: Request) -> Response:
         if not rendered:
             names = [c.name for c in gateway_of(request).chutes]
-            document = build_document(names, metrics=metrics, public_models=public_models)
+            gateway = gateway_of(request)
+            document = build_document(names, metrics=metrics, public_models=public_models,
+                                      operations=gateway.operations or OPERATIONS)  # fmt: skip
             rendered.append(JSONResponse(document))
         return rendered[0]
 
     return Route("/openapi.json", openapi, methods=["GET"])
 
 
-def build_document(model_names: list[str], *, metrics: bool, public_models: bool) -> dict[str, Any]:
-    """The document for a gateway serving `model_names` (offered as examples of `model`)."""
-    models = {m for op in OPERATIONS for m in (op.request, op.response, op.stream) if m}
+def build_document(
+    model_names: list[str],
+    *,
+    metrics: bool,
+    public_models: bool,
+    operations: tuple[Operation, ...] = OPERATIONS,
+) -> dict[str, Any]:
+    """The document for a gateway serving `operations` and `model_names` (offered as examples
+    of `model`)."""
+    models = {m for op in operations for m in (op.request, op.response, op.stream) if m}
     models |= {ErrorResponse, AnthropicErrorResponse}
     keys, defs = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
@@ -48,11 +58,11 @@ def build_document(model_names: list[str], *, metrics: bool, public_models: bool
     ref = {m: keys[(m, "validation")]["$ref"] for m in models}
     schemas = defs.get("$defs", {})
     if model_names:
-        for op in OPERATIONS:
+        for op in operations:
             if op.request is not None:
                 _name_models(schemas[op.request.__name__], model_names)
     paths: dict[str, Any] = {}
-    for op in OPERATIONS:
+    for op in operations:
         public = op.public or (public_models and op.path.startswith("/v1/models"))
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, ref, public)
     paths["/openapi.json"] = {"get": _plain("This document", "application/json", OPEN_OBJECT)}

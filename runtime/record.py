@@ -20,7 +20,7 @@ from runtime.usage import Usage
 
 if TYPE_CHECKING:
     from runtime.gateway import Gateway
-    from runtime.operations import Operation
+    from runtime.operation import Operation
 
 RECORD = "chutebox.request"
 
@@ -35,8 +35,12 @@ class RequestRecord:
     started: float
     chute: str = ""
     engine_wait: float | None = None
+    # Seconds from the request's start to a stream's first event.
+    ttft: float | None = None
     usage: Usage | None = None
     disconnected: bool = False
+    # A configured key came with the request (set on public routes too, where it is optional).
+    authenticated: bool = False
 
     @classmethod
     def begin(cls, scope: Scope, operation: Operation | None) -> RequestRecord:

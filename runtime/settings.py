@@ -238,6 +238,7 @@ class Settings(BaseModel):
         json_schema_extra={"flag": "--cors-origin"},
     )
     metrics: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
+    ui: bool = Field(True, description="serve the status page and playground at / (--no-ui)")
     access_log: bool = Field(True, description="log one line per request")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")

@@ -215,7 +215,7 @@ class EngineCall:
                 await send(self._start(content_type, SSE_HEADERS))
                 meters = self.metrics.stream_meters(self.chute) if self.metrics else None
                 relay = StreamRelay(response, send, meters, record.started, self.keepalive,
-                                    self.dialect, self.on_reply)  # fmt: skip
+                                    self.dialect, self._first_event(record))  # fmt: skip
                 self._stream = relay
                 reusable = await relay.run()
                 self._count(record, find_usage(relay.tail))
@@ -238,6 +238,14 @@ class EngineCall:
                 response.release()
             else:
                 response.close()
+
+    def _first_event(self, record: RequestRecord) -> Callable[[bytes], None]:
+        def first(chunk: bytes) -> None:
+            record.ttft = perf_counter() - record.started
+            if self.on_reply is not None:
+                self.on_reply(chunk)
+
+        return first
 
     def _count(self, record: RequestRecord, usage: Usage | None) -> None:
         if usage is None or not self.count_usage:

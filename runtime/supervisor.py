@@ -134,6 +134,7 @@ class Supervisor:
             chute.replicas = [Replica(i, plan, cpu_share(self.host.cpu_ids, i, count))
                               for i, plan in enumerate(chute_plan.replicas)]  # fmt: skip
             chute.phase = ChuteState.STARTING
+            chute.plan_reasons = chute_plan.reasons
             for reason in chute_plan.reasons:
                 log.info("[%s] plan: %s", chute.name, reason)
             for replica in chute.replicas:

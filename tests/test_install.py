@@ -57,12 +57,13 @@ def test_the_wheel_installs_and_every_command_runs(tmp_path: Path) -> None:
                           "--only", "models", "--timeout", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert kit.returncode == 1 and "Traceback" not in kit.stderr, kit.stdout + kit.stderr
-    # Data files ship in the wheel: the default chute's chat template is opened at run time.
+    # Data files ship in the wheel: the default chute's chat template and the status page.
     template = run(
         [
             str(python),
             "-c",
-            "from runtime.defaults import TOOLS_TEMPLATE as t; print(t.is_file(), t)",
+            "from runtime.defaults import TOOLS_TEMPLATE as t; from runtime.routes.ui import "
+            "FOLDER as u; print(t.is_file() and (u / 'app.js').is_file(), t)",
         ],
         cwd=tmp_path,
     ).stdout

@@ -97,6 +97,7 @@ def test_concurrent_reranks_are_batched_and_each_gets_its_own(
     def one(i: int) -> list[float]:
         docs = DOCUMENTS[i % 4 :] + DOCUMENTS[: i % 4]
         reply = post(served, "/v1/score", {"model": "rerank-st", "text_1": QUERY, "text_2": docs})
+        assert reply.status_code == 200, reply.text
         return [row["score"] for row in reply.json()["data"]]
 
     with ThreadPoolExecutor(8) as pool:

@@ -1,6 +1,7 @@
 import pytest
 
 from runtime.auth import key_matches, presented_keys, public_routes
+from runtime.operations import OPERATIONS
 
 
 def test_every_header_form_is_read() -> None:
@@ -30,9 +31,12 @@ def test_key_matching() -> None:
 
 
 def test_public_routes() -> None:
-    public = public_routes(public_models=True)
-    assert public("GET", "/health") and public("GET", "/ready")
+    paths = {op.path for op in OPERATIONS if op.public}
+    assert {"/health", "/ping", "/ready", "/status", "/", "/ui/app.js"} <= paths
+    public = public_routes(public_models=True, public_paths=paths)
+    assert public("GET", "/health") and public("GET", "/ready") and public("GET", "/status")
+    assert public("GET", "/metrics") and public("GET", "/openapi.json")
     assert public("GET", "/v1/models") and public("GET", "/v1/models/org/name")
     assert not public("POST", "/v1/chat/completions")
-    private = public_routes(public_models=False)
+    private = public_routes(public_models=False, public_paths=paths)
     assert not private("GET", "/v1/models") and private("GET", "/ready")

@@ -1,0 +1,236 @@
+// chutebox status page and playground: plain DOM, no framework, nothing loaded from elsewhere.
+// The key a user gives stays in this tab's sessionStorage and travels only in request headers.
+"use strict";
+
+const KEY = "chutebox-key";
+const REFRESH_MS = 3000;
+const $ = (id) => document.getElementById(id);
+
+function apiKey() { return sessionStorage.getItem(KEY) || ""; }
+function authHeaders() {
+  const key = apiKey();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+function defs(pairs) {
+  const dl = el("dl");
+  for (const [name, value] of pairs) {
+    if (value === undefined || value === null || value === "") continue;
+    dl.append(el("dt", name), el("dd", value));
+  }
+  return dl;
+}
+
+function trafficText(t) {
+  if (!t) return null;
+  const ttft = t.ttft_p50_ms === null ? "–" : t.ttft_p50_ms + " ms";
+  return `${t.requests_per_s} req/s · ${t.tokens_per_s} tok/s · TTFT p50 ${ttft} · ` +
+    `429s ${t.rejected_429} (last ${t.window_s}s)`;
+}
+
+function replicaItem(r) {
+  const parts = [`#${r.index}`, r.state];
+  if (r.gpus !== undefined) parts.push(r.gpus === "cpu" ? "CPU" : `GPUs ${r.gpus}`);
+  if (r.tensor_parallel !== undefined) parts.push(`TP×PP ${r.tensor_parallel}×${r.pipeline_parallel}`);
+  if (r.outstanding !== undefined) parts.push(`${r.outstanding} in flight`);
+  if (r.restarts) parts.push(`restarts ${r.restarts}`);
+  const item = el("li", parts.join(" · "));
+  item.dataset.state = r.state;
+  if (r.detail) item.append(el("div", r.detail, "muted"));
+  return item;
+}
+
+function chuteCard(c) {
+  const card = el("article", null, "card");
+  card.dataset.chute = c.name;
+  card.setAttribute("aria-label", "chute " + c.name);
+  const title = el("h3", c.name + " ");
+  title.append(el("span", c.state, "state " + c.state));
+  card.append(title);
+  const rows = [["engine", c.engine]];
+  if (c.model !== undefined) {
+    rows.push(["model", c.model + (c.revision ? "@" + c.revision.slice(0, 12) : "")]);
+    rows.push(["routes", (c.routes || []).join(", ")]);
+    const k = c.concurrency;
+    rows.push(["concurrency", `${k.in_use} / ${k.limit} in use · ${k.queued} queued`]);
+    rows.push(["traffic", trafficText(c.traffic)]);
+    const p = c.price_per_million;
+    if (p.prompt || p.completion) rows.push(["price / 1M", `${p.prompt} in · ${p.completion} out`]);
+    rows.push(["detail", c.detail]);
+  }
+  card.append(defs(rows));
+  const replicas = el("ul");
+  replicas.setAttribute("aria-label", "replicas");
+  c.replicas.forEach((r) => replicas.append(replicaItem(r)));
+  card.append(el("div", "replicas", "muted"), replicas);
+  if (c.plan && c.plan.length) {
+    const plan = el("ul");
+    plan.setAttribute("aria-label", "plan");
+    c.plan.forEach((reason) => plan.append(el("li", reason)));
+    card.append(el("div", "plan", "muted"), plan);
+  }
+  return card;
+}
+
+function fillSelect(select, names) {
+  const current = [...select.options].map((o) => o.value).join("\n");
+  if (current === names.join("\n")) return;
+  const chosen = select.value;
+  select.replaceChildren(...names.map((n) => { const o = el("option", n); o.value = n; return o; }));
+  if (names.includes(chosen)) select.value = chosen;
+}
+
+function serving(doc, route) {
+  return doc.chutes.filter((c) => (c.routes || []).includes(route)).map((c) => c.name);
+}
+
+function render(doc) {
+  $("version").textContent = "v" + doc.version;
+  const overall = $("overall");
+  overall.textContent = doc.status.replace("_", " ");
+  overall.className = "pill " + doc.status;
+  $("chutes").replaceChildren(...doc.chutes.map(chuteCard));
+  $("key-note").textContent = doc.full
+    ? "Full view: models, plan, concurrency and traffic."
+    : "Public view: names and states. Give a key to see the rest and to use the playground.";
+  fillSelect($("chat-model"), serving(doc, "/v1/chat/completions"));
+  const embed = serving(doc, "/v1/embeddings");
+  const image = serving(doc, "/v1/images/generations");
+  fillSelect($("embed-model"), embed);
+  fillSelect($("image-model"), image);
+  $("embed-form").hidden = embed.length === 0;
+  $("image-form").hidden = image.length === 0;
+}
+
+async function refresh() {
+  try {
+    const reply = await fetch("/status", { headers: authHeaders(), cache: "no-store" });
+    render(await reply.json());
+  } catch (err) {
+    $("overall").textContent = "gateway unreachable";
+    $("overall").className = "pill not_ready";
+  }
+}
+
+async function errorText(reply) {
+  try {
+    const body = await reply.json();
+    return (body.error && body.error.message) || JSON.stringify(body);
+  } catch (err) {
+    return "HTTP " + reply.status;
+  }
+}
+
+async function postJSON(path, body, signal) {
+  return fetch(path, {
+    method: "POST", signal,
+    headers: { "Content-Type": "application/json", ...authHeaders() },
+    body: JSON.stringify(body),
+  });
+}
+
+// Reads an OpenAI SSE stream, calling `onDelta` with each piece of text as it arrives.
+async function readStream(reply, onDelta) {
+  const reader = reply.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      for (const line of frame.split("\n")) {
+        if (!line.startsWith("data: ")) continue;
+        const data = line.slice(6);
+        if (data === "[DONE]") return;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        for (const choice of chunk.choices || []) {
+          if (choice.delta && choice.delta.content) onDelta(choice.delta.content);
+        }
+      }
+    }
+  }
+}
+
+async function chat(event) {
+  event.preventDefault();
+  const output = $("chat-output");
+  const state = $("chat-state");
+  output.textContent = "";
+  state.textContent = "waiting…";
+  $("chat-send").disabled = true;
+  try {
+    const reply = await postJSON("/v1/chat/completions", {
+      model: $("chat-model").value, stream: true, max_tokens: 128,
+      messages: [{ role: "user", content: $("chat-input").value }],
+    });
+    if (!reply.ok) throw new Error(await errorText(reply));
+    state.textContent = "streaming…";
+    await readStream(reply, (text) => { output.textContent += text; });
+    state.textContent = "done";
+  } catch (err) {
+    state.textContent = "error: " + err.message;
+  } finally {
+    $("chat-send").disabled = false;
+  }
+}
+
+async function embed(event) {
+  event.preventDefault();
+  const output = $("embed-output");
+  output.textContent = "…";
+  const reply = await postJSON("/v1/embeddings", {
+    model: $("embed-model").value, input: $("embed-input").value,
+  });
+  if (!reply.ok) { output.textContent = "error: " + await errorText(reply); return; }
+  const vector = (await reply.json()).data[0].embedding;
+  output.textContent = `${vector.length} dimensions: ` +
+    vector.slice(0, 8).map((x) => x.toFixed(4)).join(", ") + ", …";
+}
+
+async function image(event) {
+  event.preventDefault();
+  const state = $("image-state");
+  state.textContent = "generating…";
+  const reply = await postJSON("/v1/images/generations", {
+    model: $("image-model").value, prompt: $("image-input").value, response_format: "b64_json",
+  });
+  if (!reply.ok) { state.textContent = "error: " + await errorText(reply); return; }
+  const data = (await reply.json()).data || [];
+  if (!data.length) { state.textContent = "no image in the reply"; return; }
+  $("image-output").src = "data:image/png;base64," + data[0].b64_json;
+  $("image-output").hidden = false;
+  state.textContent = "done";
+}
+
+function start() {
+  $("key").value = apiKey();
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("key").value.trim());
+    refresh();
+  });
+  $("forget").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    $("key").value = "";
+    refresh();
+  });
+  $("chat-form").addEventListener("submit", chat);
+  $("embed-form").addEventListener("submit", embed);
+  $("image-form").addEventListener("submit", image);
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+}
+
+document.addEventListener("DOMContentLoaded", start);
