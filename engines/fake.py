@@ -107,16 +107,6 @@ def _limited(pieces: list[str], limit: Any) -> tuple[list[str], str]:
     return pieces, "stop"
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content or "")
-    return ""
-
-
 class FakeEngine:
     """The fake engine's state: its served name, key and model card."""
 
@@ -212,7 +202,7 @@ class FakeEngine:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        text = _last_user_text(body.get("messages", []))
+        text = input_text(body.get("messages", []))
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         return await self._reply(body, text, prompt_tokens, chat=True)
 
@@ -306,7 +296,7 @@ class FakeEngine:
         if isinstance(body, Response):
             return body
         prompt = body.get("prompt")
-        text = prompt if isinstance(prompt, str) else _last_user_text(body.get("messages") or [])
+        text = prompt if isinstance(prompt, str) else input_text(body.get("messages") or [])
         tokens = list(text.encode())
         return JSONResponse(
             {"count": len(tokens), "max_model_len": MAX_MODEL_LEN, "tokens": tokens}

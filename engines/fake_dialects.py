@@ -21,7 +21,7 @@ def named_event(kind: str, payload: dict[str, Any]) -> bytes:
 
 
 def input_text(value: Any) -> str:
-    """The last user text of a Responses `input` or a Messages `messages` list."""
+    """The last user text of chat or Messages `messages`, or of a Responses `input`."""
     if isinstance(value, str):
         return value
     for item in reversed(value if isinstance(value, list) else []):

@@ -127,7 +127,11 @@ def create_app(
                 await supervisor.stop()
             await upstream.close()
 
-    document = openapi_route(metrics=metrics is not None, public_models=settings.public_models)
+    document = openapi_route(
+        metrics=metrics is not None,
+        public_models=settings.public_models,
+        operations=operations,
+    )
     routes: list[BaseRoute] = [*build_routes(operations), document]
     if metrics is not None:
         routes.append(metrics_route(metrics))

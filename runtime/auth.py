@@ -62,16 +62,11 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.is_public(scope["method"], scope["path"]):
-            # A key is optional here, and shows more where it is sent (/status).
-            if any(b"authorization" == k or b"x-api-key" == k for k, _ in scope["headers"]):
-                offered, _ = presented_keys(scope["headers"])
-                record_of(scope).authenticated = any(key_matches(k, self.keys) for k in offered)
-            await self.app(scope, receive, send)
-            return
         offered, bad_scheme = presented_keys(scope["headers"])
-        if any(key_matches(k, self.keys) for k in offered):
-            record_of(scope).authenticated = True
+        authenticated = any(key_matches(k, self.keys) for k in offered)
+        # On a public route a key is optional, and shows more where it is sent (/status).
+        if authenticated or self.is_public(scope["method"], scope["path"]):
+            record_of(scope).authenticated = authenticated
             await self.app(scope, receive, send)
             return
         if bad_scheme is not None:

@@ -18,7 +18,7 @@ from runtime.chutes import Chute, Lease
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fields import openai_fields, screen
 from runtime.gateway import Gateway, Limits, header, read_body
-from runtime.operation import Operation, Rewrite, Target
+from runtime.operation import Operation, Rewrite, Target, served_paths
 from runtime.operations import ENGINE_OPERATIONS
 from runtime.protocol.validation import parse_body, validate
 from runtime.record import RequestRecord, record_of
@@ -27,11 +27,12 @@ from runtime.stored import Holder
 from runtime.streaming import EngineCall
 
 
-def screen_fields(data: dict[str, Any], chute: Chute, op: Operation, strict: bool) -> None:
+def screen_fields(
+    data: dict[str, Any], engine: frozenset[str] | None, op: Operation, strict: bool
+) -> None:
     """Refuse fields neither the API nor the engine knows (when strict), and drop the API's
     fields the engine does not read. Unchecked when the engine published nothing for this
-    route."""
-    engine = chute.fields.known(op.path) if chute.fields is not None else None
+    route (`engine` None)."""
     if engine is not None and op.request is not None:
         screen(data, openai_fields(op.request), engine, strict)
 
@@ -57,7 +58,7 @@ def check_limits(data: dict[str, Any], limits: Limits) -> None:
 def require_capability(chute: Chute, op: Operation) -> None:
     if op.served_by(chute):
         return
-    offered = sorted({o.path for o in ENGINE_OPERATIONS if o.served_by(chute)})
+    offered = served_paths(chute, ENGINE_OPERATIONS)
     raise InvalidRequestError(
         f"model {chute.name} (engine {chute.backend.name}) does not serve {op.path}; "
         f"it serves {', '.join(offered) or 'nothing yet'}",
@@ -66,20 +67,23 @@ def require_capability(chute: Chute, op: Operation) -> None:
     )
 
 
-def refuse_if_draining(gateway: Gateway) -> None:
+def open_gateway(record: RequestRecord) -> Gateway:
+    """The gateway the request came to, refusing it (503) while the gateway drains."""
+    gateway = record.gateway
+    assert gateway is not None, "the app's lifespan has not run"
     if gateway.chutes.draining:
         raise EngineUnavailableError(
             "the gateway is shutting down; retry against another instance",
             headers={"Retry-After": "5"},
         )
+    return gateway
 
 
-async def forward(scope: Scope, receive: Receive, op: Operation) -> EngineCall:
+async def forward(
+    record: RequestRecord, scope: Scope, receive: Receive, op: Operation
+) -> EngineCall:
     """The engine call for a request whose body names its `model`."""
-    record = record_of(scope)
-    gateway = record.gateway
-    assert gateway is not None, "the app's lifespan has not run"
-    refuse_if_draining(gateway)
+    gateway = open_gateway(record)
     data = parse_body(await read_body(scope, receive, gateway.limits.max_body_bytes))
     assert op.request is not None and op.capability is not None
     validate(op.request, data)
@@ -90,7 +94,8 @@ async def forward(scope: Scope, receive: Receive, op: Operation) -> EngineCall:
         chute, thinking = gateway.chutes.resolve(data["model"])
     record.chute = chute.name
     require_capability(chute, op)
-    screen_fields(data, chute, op, gateway.strict_params)
+    engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
+    screen_fields(data, engine_fields, op, gateway.strict_params)
     chute.require_ready()
     thinking = thinking or wants_thinking(header(scope, b"x-enable-thinking"))
     body = rewrite_request(
@@ -103,8 +108,7 @@ async def forward(scope: Scope, receive: Receive, op: Operation) -> EngineCall:
     )
     abort = None
     field = chute.backend.request_id_field
-    known = chute.fields.known(op.path) if chute.fields is not None else None
-    if field is not None and (known is None or field in known):
+    if field is not None and (engine_fields is None or field in engine_fields):
         # Engines that abort by id learn it here, on the routes whose schema takes the id
         # field; a client's own id is kept.
         body.setdefault(field, record.invocation_id)
@@ -131,12 +135,9 @@ async def forward(scope: Scope, receive: Receive, op: Operation) -> EngineCall:
     )
 
 
-async def forward_stored(scope: Scope, op: Operation) -> EngineCall:
+async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> EngineCall:
     """The engine call for a stored response named in the path (retrieve, cancel)."""
-    record = record_of(scope)
-    gateway = record.gateway
-    assert gateway is not None, "the app's lifespan has not run"
-    refuse_if_draining(gateway)
+    gateway = open_gateway(record)
     response_id = scope["path_params"]["response_id"]
     held = gateway.stored.find(response_id)
     chute = gateway.chutes.get(held.chute) if held is not None else None
@@ -200,11 +201,9 @@ def _call(
         method=op.method,
         headers=chute.admission.headers,
         on_done=done,
-        chute=chute.name,
         metrics=gateway.metrics,
         keepalive=gateway.keepalive,
         shutdown=gateway.chutes,
-        dialect=op.dialect,
         record=record,
         **kwargs,
     )
@@ -223,9 +222,10 @@ class Forward:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         op = self.op
-        record_of(scope).operation = op  # routes with path parameters arrive unnamed
+        record = record_of(scope)
+        record.operation = op  # routes with path parameters arrive unnamed
         if op.target is Target.RESPONSE:
-            call = await forward_stored(scope, op)
+            call = await forward_stored(record, scope, op)
         else:
-            call = await forward(scope, receive, op)
+            call = await forward(record, scope, receive, op)
         await call(scope, receive, send)

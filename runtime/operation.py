@@ -110,3 +110,8 @@ class Operation:
             return False
         published = chute.fields.routes if chute.fields is not None else None
         return published is None or (self.method, self.path) in published
+
+
+def served_paths(chute: Chute, operations: tuple[Operation, ...]) -> list[str]:
+    """The paths among `operations` that the chute's engine serves, as clients call them."""
+    return sorted({op.path for op in operations if op.exact and op.served_by(chute)})

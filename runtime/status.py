@@ -10,7 +10,7 @@ is ever part of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,11 +18,9 @@ from starlette.responses import JSONResponse
 from runtime import __version__
 from runtime.chutes import Chute, ChuteSet, Replica
 from runtime.gateway import gateway_of
+from runtime.operation import Operation, served_paths
 from runtime.record import record_of
 from runtime.traffic import Traffic
-
-if TYPE_CHECKING:
-    from runtime.operation import Operation
 
 
 def _replica(replica: Replica, full: bool) -> dict[str, Any]:
@@ -54,7 +52,7 @@ def _chute(
         "model": settings.model,
         "revision": settings.revision,
         "detail": chute.detail or None,
-        "routes": sorted({op.path for op in operations if op.exact and op.served_by(chute)}),
+        "routes": served_paths(chute, operations),
         "concurrency": {"in_use": admission.used, "limit": admission.limit,
                         "queued": admission.waiting, "rejected_total": admission.rejected},
         "plan": list(chute.plan_reasons),

@@ -28,7 +28,7 @@ from runtime.errors import (
     from_engine_body,
 )
 from runtime.metrics import Metrics, StreamMeters
-from runtime.record import RequestRecord, record_of
+from runtime.record import RequestRecord
 from runtime.upstream import Upstream, UpstreamBroken, UpstreamResponse
 from runtime.usage import Usage, find_usage
 
@@ -114,12 +114,10 @@ class EngineCall:
         headers: Callable[[], Mapping[str, str]] = dict,
         on_done: Callable[[], None] | None = None,
         abort: AbortCall | None = None,
-        chute: str = "",
         metrics: Metrics | None = None,
         keepalive: float = 0.0,
         shutdown: ChuteSet,
-        dialect: Dialect = Dialect.OPENAI,
-        record: RequestRecord | None = None,
+        record: RequestRecord,
         on_reply: Callable[[bytes], None] | None = None,
         count_usage: bool = True,
     ) -> None:
@@ -131,19 +129,20 @@ class EngineCall:
         self.headers = headers
         self.on_done = on_done
         self.abort = abort
-        self.chute = chute
         self.metrics = metrics
         self.keepalive = keepalive
         self.shutdown = shutdown
-        self.dialect = dialect
+        # The chute (for metrics) and the error dialect are the request's, from its record.
         self.record = record
+        self.chute = record.chute
+        self.dialect = record.dialect
         self.on_reply = on_reply
         self.count_usage = count_usage
         self._started = False
         self._stream: StreamRelay | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record = self.record or record_of(scope)
+        record = self.record
         task = asyncio.current_task()
         assert task is not None
         self.shutdown.relays.add(task)
