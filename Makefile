@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test check bench bench-embeddings bench-proxy browser
+.PHONY: install run test check bench bench-embeddings bench-proxy bench-routing browser
 
 install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed browser
 
@@ -53,7 +53,7 @@ check: install
 	$(VENV)/bin/ruff format --check runtime engines images tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-embeddings bench-proxy
+bench: bench-embeddings bench-proxy bench-routing
 
 # Infinity gets its own venv: its pins must not touch chutebox's.
 .venv-infinity/bin/infinity_emb:
@@ -70,6 +70,15 @@ bench-embeddings: install .venv-infinity/bin/infinity_emb
 	.venv-litellm-proxy/bin/pip install -q "litellm[proxy]==1.108.6"
 	touch $@
 
-bench-proxy: install .venv-litellm-proxy/.installed
+# The vLLM project's Rust router, a peer in the proxy and routing benches.
+.venv-vllm-router/.installed:
+	python3 -m venv .venv-vllm-router
+	.venv-vllm-router/bin/pip install -q "vllm-router==0.1.17"
+	touch $@
+
+bench-proxy: install .venv-litellm-proxy/.installed .venv-vllm-router/.installed
 	@command -v wrk >/dev/null || { echo "bench-proxy needs wrk: apt-get install wrk"; exit 1; }
 	$(PY) bench/proxy.py
+
+bench-routing: install .venv-vllm-router/.installed
+	$(PY) bench/routing.py

@@ -1,10 +1,12 @@
 """chutebox's gateway in front of an OpenAI server that is already running, for the benches.
 
     python bench/relay.py --port 9001 --upstream http://127.0.0.1:9000 [--engine vllm]
+        [--upstream http://127.0.0.1:9002 … --routing prefix|least-outstanding]
 
 The app is `create_app` exactly as `chutebox serve` builds it — auth, admission, routing,
 request validation and rewriting, usage accounting, metrics, access log all on — with one
-ready replica pointing at the given server instead of an engine the supervisor started.
+ready replica per `--upstream` pointing at that server instead of an engine the supervisor
+started.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
+
 from runtime.admission import Admission  # noqa: E402
 from runtime.app import create_app  # noqa: E402
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
@@ -28,10 +32,35 @@ from runtime.settings import ChuteSettings, Settings  # noqa: E402
 KEY = "bench-key"
 
 
+def following(app: ASGIApp, chute: Chute, endpoints: list[str]) -> ASGIApp:
+    """The app, following each replica's KV-cache events once the loop runs (as the
+    supervisor does for the engines it starts)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            for index, endpoint in enumerate(endpoints):
+                chute.router.kv.watch(index, endpoint)
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="base URL of the OpenAI server")
+    parser.add_argument(
+        "--upstream",
+        required=True,
+        action="append",
+        help="an OpenAI server's URL (one replica each)",
+    )
+    parser.add_argument("--routing", default="prefix", choices=("prefix", "least-outstanding"))
+    parser.add_argument(
+        "--kv-events",
+        action="append",
+        default=[],
+        help="where upstream N publishes KV-cache events (in --upstream order)",
+    )
     parser.add_argument("--upstream-key", default="", help="key the upstream expects")
     parser.add_argument("--model", default="bench", help="the name clients send")
     parser.add_argument("--engine", default="vllm", help="backend whose field rules apply")
@@ -43,12 +72,13 @@ def main() -> None:
 
     folder = tempfile.mkdtemp(prefix="chutebox-bench-")
     chute_settings = ChuteSettings(model=folder, name=args.model, engine=args.engine,
-                                   concurrency=args.concurrency)  # fmt: skip
-    replica = Replica(
-        0, state=ChuteState.READY, endpoint=Endpoint(args.upstream, args.upstream_key)
-    )
+                                   concurrency=args.concurrency, routing=args.routing)  # fmt: skip
+    replicas = [
+        Replica(i, state=ChuteState.READY, endpoint=Endpoint(url, args.upstream_key))
+        for i, url in enumerate(args.upstream)
+    ]
     chute = Chute(settings=chute_settings, backend=load_backend(args.engine),
-                  admission=Admission(args.concurrency), replicas=[replica],
+                  admission=Admission(args.concurrency), replicas=replicas,
                   phase=ChuteState.STARTING)  # fmt: skip
     overrides = dict(item.split("=", 1) for item in args.set)
     settings = Settings.model_validate({"chutes": (), "port": args.port, "host": "127.0.0.1",
@@ -56,6 +86,8 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     chutes = ChuteSet([chute])
     app = create_app(settings, chutes, api_keys=() if args.no_auth else (KEY,))
+    if args.kv_events:
+        app = following(app, chute, args.kv_events)
     # The same server and options `chutebox serve` uses (header and body timeouts included).
     config = server_config(app, settings)
     DrainingServer(config, chutes, settings.shutdown_timeout).run()

@@ -4,15 +4,19 @@
 
 Non-streaming chat answers one fixed completion with usage; `"stream": true` in the body gets
 CHUNKS chunk events, a usage event and `[DONE]`, each event its own write, as an engine sends
-them. The point is to cost as little as possible, so the proxies' own cost shows.
+them, all at once — or, with `"user": "paced"`, a pause of PACE seconds after the first, as an
+engine computes its second token after the first. The point is to cost as little as
+possible, so the proxies' own cost shows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 CHUNKS = 1000
+PACE = 0.001
 MODEL = "bench"
 _COMPLETION = {
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": MODEL,
@@ -61,8 +65,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _whole(send, MODELS if scope["path"].startswith("/v1/models") else b"{}")
     elif b'"stream": true' in body or b'"stream":true' in body:
         await send({"type": "http.response.start", "status": 200, "headers": SSE})
-        for chunk in CHUNK_LIST:
+        paced = b'"paced"' in body
+        for i, chunk in enumerate(CHUNK_LIST):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if paced and i == 0:
+                await asyncio.sleep(PACE)
         await send({"type": "http.response.body", "body": TAIL})
     else:
         await _whole(send, COMPLETION)

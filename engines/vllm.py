@@ -13,6 +13,7 @@ own `/openapi.json` at readiness (`runtime.fields`), not listed here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from engines.worker import listen_args, read_parallel_sizes, refuse_owned_flags
@@ -40,6 +41,8 @@ KV_FLAGS = ("--kv-cache-memory-bytes", "--kv-cache-memory", "--gpu-memory-utiliz
 TP_FLAGS = ("--tensor-parallel-size", "-tp")
 PP_FLAGS = ("--pipeline-parallel-size", "-pp")
 DP_FLAGS = ("--data-parallel-size", "-dp")
+# A chute that configures its own events keeps them; the router then matches approximately.
+KV_EVENT_FLAGS = ("--kv-events-config",)
 
 
 def parallel_sizes(args: Sequence[str]) -> ParallelSizes:
@@ -106,7 +109,12 @@ class VLLMBackend:
                 # vLLM's automatic binding refuses several ranks on one NUMA node, and would
                 # put every replica on the same cores.
                 env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind(request.cpu_ids, ranks)
-        return LaunchSpec(argv=(*argv, *args), env=env)
+        kv_events = ""
+        if request.kv_events and CHAT in self.capabilities and not has_flag(args, KV_EVENT_FLAGS):
+            kv_events = request.kv_events
+            config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": kv_events}
+            argv += ["--kv-events-config", json.dumps(config)]
+        return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events)
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         # vLLM aborts a request when its HTTP connection closes.

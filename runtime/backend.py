@@ -68,6 +68,9 @@ class LaunchRequest:
     custom_all_reduce: bool = False
     host: str = "127.0.0.1"
     cache_dir: str = ""
+    # Where the engine may publish its KV-cache events for the prefix router (a ZeroMQ
+    # endpoint in `private_dir`); empty when the chute does not route by prefix.
+    kv_events: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class LaunchSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)
+    # The endpoint the engine publishes KV-cache events on, when it was asked to and will.
+    kv_events: str = ""
 
 
 @dataclass(frozen=True)

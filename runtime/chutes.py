@@ -1,10 +1,11 @@
 """The chutes being served, their replicas, and routing a request's `model` to one.
 
 A chute has one or more replicas (engine processes, each on its own GPUs or cores). The
-supervisor moves their states; routes lease the ready replica with the fewest requests
-outstanding. A replica that refuses a connection is marked unreachable at once by the request
-that found it (the supervisor then probes it), and the request moves to another ready replica:
-nothing reached the engine, so sending it elsewhere is safe.
+supervisor moves their states; routes lease a ready replica, chosen by the chute's routing
+policy (`runtime.routing`): the fewest requests outstanding, or the replica holding the
+longest prefix of the prompt. A replica that refuses a connection is marked unreachable at
+once by the request that found it (the supervisor then probes it), and the request moves to
+another ready replica: nothing reached the engine, so sending it elsewhere is safe.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFound
 from runtime.fields import EngineFields
 from runtime.planner.plan import ReplicaPlan
 from runtime.rewrite import split_thinking
+from runtime.routing.policy import Prompt, Router, RoutingPolicy
 from runtime.settings import ChuteSettings
 
 log = logging.getLogger("chutebox.supervisor")
@@ -108,9 +110,13 @@ class Chute:
     plan_reasons: tuple[str, ...] = ()
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
+    router: Router = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = self.settings.served_name
+        self.router = Router(
+            RoutingPolicy(self.settings.routing), self.settings.routing_memory_mb << 20
+        )
 
     @property
     def state(self) -> ChuteState:
@@ -124,6 +130,11 @@ class Chute:
                 return state
         return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
 
+    def lookup_endpoint(self) -> Endpoint | None:
+        """A ready replica's endpoint for a side call (no slot, not counted)."""
+        ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
+        return min(ready, key=lambda r: r.outstanding).endpoint if ready else None
+
     def require_ready(self) -> None:
         if self.state is ChuteState.READY:
             return
@@ -132,9 +143,9 @@ class Chute:
             f"No instances available (yet) for chute {self.name}: {reason}", headers=RETRY_AFTER
         )
 
-    def pick(self, prefer: int | None = None) -> Replica:
-        """The ready replica with the fewest requests outstanding, or replica `prefer` when
-        it is ready (the one holding state the request needs); counts this one in."""
+    def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> Replica:
+        """Replica `prefer` when it is ready (the one holding state the request needs), else
+        the ready replica the router chooses for `prompt`; counts this one in."""
         ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
         if not ready:
             self.require_ready()
@@ -142,7 +153,7 @@ class Chute:
                 f"No instances available (yet) for chute {self.name}", headers=RETRY_AFTER
             )
         preferred = [r for r in ready if r.index == prefer]
-        replica = preferred[0] if preferred else min(ready, key=lambda r: r.outstanding)
+        replica = preferred[0] if preferred else ready[self.router.choose(ready, prompt)]
         replica.outstanding += 1
         return replica
 
@@ -150,9 +161,12 @@ class Chute:
 class Lease:
     """A request's place on one ready replica; it moves when that replica is found down."""
 
-    def __init__(self, chute: Chute, prefer: int | None = None) -> None:
+    def __init__(
+        self, chute: Chute, prefer: int | None = None, prompt: Prompt | None = None
+    ) -> None:
         self.chute = chute
-        self.replica = chute.pick(prefer)
+        self.prompt = prompt
+        self.replica = chute.pick(prefer, prompt)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -171,7 +185,7 @@ class Lease:
             log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
         replica.outstanding -= 1
         try:
-            self.replica = self.chute.pick()
+            self.replica = self.chute.pick(prompt=self.prompt)
         except EngineUnavailableError:
             replica.outstanding += 1  # `release` still counts it out once
             raise

@@ -8,6 +8,7 @@ read from the operation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -23,6 +24,8 @@ from runtime.operations import ENGINE_OPERATIONS
 from runtime.protocol.validation import parse_body, validate
 from runtime.record import RequestRecord, record_of
 from runtime.rewrite import rewrite_request, wants_thinking
+from runtime.routing.exact import prompt_tokens
+from runtime.routing.policy import Prompt
 from runtime.stored import Holder
 from runtime.streaming import EngineCall
 
@@ -118,7 +121,10 @@ async def forward(
         # The response it continues lives in one replica's memory.
         held = gateway.stored.find(data["previous_response_id"])
         prefer = held.replica if held is not None and held.chute == chute.name else None
-    lease = await admit(chute, op, prefer)
+    prompt = None
+    if prefer is None and len(chute.replicas) > 1:
+        prompt = await routing_prompt(gateway, chute, data, body, op.capability)
+    lease = await admit(chute, op, prefer, prompt)
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
@@ -159,13 +165,30 @@ async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> 
     return _call(gateway, record, chute, lease, op, path, body, count_usage=False)
 
 
-async def admit(chute: Chute, op: Operation, prefer: int | None) -> Lease:
+async def routing_prompt(
+    gateway: Gateway, chute: Chute, data: dict[str, Any], body: dict[str, Any], capability: str
+) -> Prompt | None:
+    """What the chute's router matches the request by: the text of the client's body, and
+    the engine's tokens of the rewritten one where the engines publish KV-cache events."""
+    prompt = chute.router.prompt(data, capability, data.get("model"))
+    if prompt is None or not chute.router.kv:
+        return prompt
+    endpoint = chute.lookup_endpoint()
+    if endpoint is None:
+        return prompt
+    tokens = await prompt_tokens(gateway.upstream, endpoint, body, capability)
+    return replace(prompt, tokens=tokens) if tokens else prompt
+
+
+async def admit(
+    chute: Chute, op: Operation, prefer: int | None, prompt: Prompt | None = None
+) -> Lease:
     """A concurrency slot when the route takes one, then a replica to send to."""
     if not op.slot:
-        return Lease(chute, prefer)
+        return Lease(chute, prefer, prompt)
     await chute.admission.acquire()
     try:
-        return Lease(chute, prefer)  # not ready after a wait in the queue (a restart): 503
+        return Lease(chute, prefer, prompt)  # not ready after a wait in the queue (a restart): 503
     except EngineUnavailableError:
         chute.admission.release()
         raise

@@ -148,6 +148,10 @@ def _counter(name: str, doc: str, *labels: str) -> CounterMetricFamily:
     return CounterMetricFamily(NS + name, doc, labels=list(labels))
 
 
+def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(NS + name, doc, labels=list(labels))
+
+
 def _histogram(name: str, doc: str, *labels: str) -> HistogramMetricFamily:
     return HistogramMetricFamily(NS + name, doc, labels=list(labels))
 
@@ -170,6 +174,22 @@ class ChuteCollector(Collector):
                                labels=["chute", "replica"])  # fmt: skip
         restarts = CounterMetricFamily(ns + "engine_restarts", "Engine restarts after a fault",
                                        labels=["chute", "replica"])  # fmt: skip
+        routed = _counter("routed_requests", "Requests sent to each replica", "chute", "replica")
+        hits = _counter(
+            "route_affinity_hits",
+            "Requests sent to a replica holding their prompt's prefix",
+            "chute",
+        )
+        spills = _counter(
+            "route_spills",
+            "Requests moved off a loaded affine replica to the least loaded",
+            "chute",
+        )
+        exact = _counter(
+            "route_exact_hits", "Affinity hits found in the engines' KV-cache events", "chute"
+        )
+        blocks = _gauge("route_prefix_blocks", "Prompt-prefix blocks the router tracks", "chute")
+        tracked = _gauge("route_prefix_bytes", "Memory budgeted to those blocks", "chute")
         for chute in self.chutes:
             admission = chute.admission
             in_flight.add_metric([chute.name], admission.used)
@@ -180,4 +200,13 @@ class ChuteCollector(Collector):
                 labels = [chute.name, str(replica.index)]
                 up.add_metric(labels, 1.0 if replica.state is ChuteState.READY else 0.0)
                 restarts.add_metric(labels, replica.restarts)
+            router = chute.router
+            for index, count in router.stats.routed.items():
+                routed.add_metric([chute.name, str(index)], count)
+            hits.add_metric([chute.name], router.stats.affinity_hits)
+            spills.add_metric([chute.name], router.stats.spills)
+            exact.add_metric([chute.name], router.stats.exact_hits)
+            blocks.add_metric([chute.name], len(router.index))
+            tracked.add_metric([chute.name], router.index.bytes)
         yield from (in_flight, queued, limit, rejected, up, restarts)
+        yield from (routed, hits, spills, exact, blocks, tracked)

@@ -94,6 +94,14 @@ class ChuteSettings(BaseModel):
         False,
         description="let vLLM use its custom all-reduce (the Chutes templates disable it)",
     )
+    routing: Literal["prefix", "least-outstanding"] = Field(
+        "prefix",
+        description="how requests spread over replicas: to the one holding the longest prefix "
+        "of the prompt (spilling when it is loaded well above the others), or by load alone",
+    )
+    routing_memory_mb: int = Field(
+        16, ge=1, le=4096, description="memory the prefix router may use for this chute (MiB)"
+    )
 
     @field_validator("node_selector")
     @classmethod

@@ -4,7 +4,8 @@ The JSON the status page polls. Without a key it says what `/ready` already says
 each chute's name, engine and state, and its replicas' states. With a configured key (or on a
 gateway without auth) it adds what only the operator should see: the model's source, the
 routes the engine serves, concurrency in use, queue and limit, each replica's GPUs, parallel
-sizes, restarts and last error line, the planner's reasons, prices, and live traffic. No key
+sizes, restarts and last error line, the planner's reasons, prices, live traffic, and what the
+router did (requests per replica, prefix affinity hits, spills, blocks tracked). No key
 is ever part of it.
 """
 
@@ -20,6 +21,7 @@ from runtime.chutes import Chute, ChuteSet, Replica
 from runtime.gateway import gateway_of
 from runtime.operation import Operation, served_paths
 from runtime.record import record_of
+from runtime.routing.prefix import ENTRY_BYTES
 from runtime.traffic import Traffic
 
 
@@ -59,8 +61,26 @@ def _chute(
         "price_per_million": {"prompt": settings.price_prompt,
                               "completion": settings.price_completion},
         "traffic": traffic.snapshot(chute.name) if traffic is not None else None,
+        "routing": _routing(chute),
     }  # fmt: skip
     return info
+
+
+def _routing(chute: Chute) -> dict[str, Any]:
+    router = chute.router
+    stats = router.stats
+    return {
+        "policy": router.policy.value,
+        "routed": {str(index): count for index, count in sorted(stats.routed.items())},
+        "affinity_hits": stats.affinity_hits,
+        "spills": stats.spills,
+        "exact_hits": stats.exact_hits,
+        # Blocks each replica's engine reports holding, where it publishes KV-cache events.
+        "engine_blocks": {str(index): count for index, count in router.kv.blocks().items()},
+        "tracked_blocks": len(router.index),
+        "tracked_bytes": router.index.bytes,
+        "max_bytes": router.index.capacity * ENTRY_BYTES,
+    }
 
 
 def status_document(

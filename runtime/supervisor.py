@@ -37,6 +37,7 @@ from runtime.host import Host
 from runtime.hub import HubAccess
 from runtime.layout import plan_chutes
 from runtime.process import ChildProcess, free_port
+from runtime.routing.policy import RoutingPolicy
 from runtime.sources import prepare, resolve_source
 from runtime.upstream import Upstream
 
@@ -207,7 +208,17 @@ class Supervisor:
             pin_cpus=len(chute.replicas) > 1,
             custom_all_reduce=chute.settings.custom_all_reduce,
             cache_dir=str(self.config.cache_dir),
+            kv_events=self._kv_events_endpoint(chute),
         )
+
+    def _kv_events_endpoint(self, chute: Chute) -> str:
+        """Where a replica's engine publishes KV-cache events: asked of every engine of a
+        chute that routes by prefix over several replicas (a socket only chutebox's user can
+        open, one per engine life)."""
+        if chute.router.policy is not RoutingPolicy.PREFIX or len(chute.replicas) < 2:
+            return ""
+        assert self.private_dir is not None
+        return f"ipc://{self.private_dir}/k{self._lives}.ipc"
 
     def _environment(self, chute: Chute, replica: Replica, extra: dict[str, str]) -> dict[str, str]:
         env = {**self.host.environ, **ENGINE_ENV}
@@ -238,6 +249,8 @@ class Supervisor:
             chute.card = chute.card or card
             if chute.fields is None:
                 chute.fields = await self._read_fields(chute, endpoint)
+            if spec.kv_events:
+                chute.router.kv.watch(replica.index, spec.kv_events)
             replica.endpoint, replica.state, replica.detail = endpoint, ChuteState.READY, ""
             replica.suspect.clear()
             log.info("[%s] ready on %s", label, endpoint.address)
@@ -246,8 +259,11 @@ class Supervisor:
             return str(exc)
         finally:
             replica.endpoint = None
+            chute.router.forget(replica.index)
             await engine.stop(self._grace())
             remove_private_files(spec, request.socket_path)
+            if spec.kv_events:
+                Path(spec.kv_events.removeprefix("ipc://")).unlink(missing_ok=True)
 
     def _grace(self) -> float:
         """Seconds an engine gets between SIGTERM and SIGKILL: short on a forced stop (a

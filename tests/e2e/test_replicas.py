@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.conftest import API_KEY
 from tests.support.servers import Served, chutebox_serve, engine_pids, wait_replicas_ready
+from tests.support.tiny_llama import CORPUS
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -27,7 +28,8 @@ def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     config = folder / "chutes.toml"
     config.write_text(
         f'[[chutes]]\nname = "tiny"\nmodel = {json.dumps(str(tiny_model))}\nreplicas = 2\n'
-        'engine_args = "--dtype bfloat16 --max-model-len 512 --enforce-eager"\n'
+        'engine_args = "--dtype bfloat16 --max-model-len 512 --enforce-eager '
+        '--enable-prompt-tokens-details"\n'
     )
     args = ["--config", str(config), "--api-key", API_KEY]
     with chutebox_serve(args, folder / "chutebox.log", ready_timeout=600) as served:
@@ -52,6 +54,34 @@ def test_both_replicas_serve_on_their_own_core(gateway: Served) -> None:
     log = gateway.log_text()
     for replica in ("0", "1"):
         assert re.search(rf"\[tiny/{replica}\].*POST /v1/completions HTTP/1.1\" 200", log)
+
+
+def test_a_shared_prompt_prefix_is_served_from_the_engines_cache(gateway: Served) -> None:
+    """The engine's own count of cached prompt tokens says the follow-ups of a document went
+    where its KV cache was (by load alone, the second of each pair would go to the other,
+    idle replica and find nothing cached)."""
+    wait_replicas_ready(gateway.base_url, "tiny")
+    words = " ".join(CORPUS).split()
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    cached: dict[int, list[int]] = {}
+    with httpx.Client(base_url=gateway.base_url, headers=headers, timeout=120) as client:
+        for question in range(3):
+            for doc in range(3):
+                text = f"Document {doc}: " + " ".join(
+                    words[(doc + i) % len(words)] for i in range(250)
+                )
+                body = {"model": "tiny", "prompt": f"{text}\nQuestion {question}:", "max_tokens": 2}
+                reply = client.post("/v1/completions", json=body)
+                assert reply.status_code == 200, reply.text
+                details = reply.json()["usage"].get("prompt_tokens_details") or {}
+                cached.setdefault(doc, []).append(details.get("cached_tokens") or 0)
+        routing = client.get("/status").json()["chutes"][0]["routing"]
+    for doc, counts in cached.items():
+        assert counts[0] == 0 and all(c > 0 for c in counts[1:]), (doc, counts)
+    assert routing["policy"] == "prefix" and routing["affinity_hits"] >= 6
+    # The engines published what they cached, and the router matched the follow-ups there.
+    assert all(count > 0 for count in routing["engine_blocks"].values()), routing
+    assert routing["exact_hits"] >= 6, routing
 
 
 def states(served: Served) -> list[dict[str, object]]:

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from engines.vllm import DP_FLAGS, PP_FLAGS, TP_FLAGS, VLLMBackend, cpu_bind
+from engines.vllm_embedding import VLLMEmbeddingBackend
 from runtime.backend import LaunchRequest, ParallelSizes, flag_value
 from runtime.errors import ConfigError
 
@@ -64,6 +65,24 @@ def test_gpu_uses_the_planned_parallel_sizes_unless_told() -> None:
 def test_cpu_replicas_are_pinned_to_their_cores() -> None:
     spec = VLLMBackend().launch(request(cpu_ids=(1,), pin_cpus=True))
     assert spec.env["VLLM_CPU_OMP_THREADS_BIND"] == "1"
+
+
+def test_kv_events_are_published_where_the_router_asks() -> None:
+    endpoint = "ipc:///run/cbx/k1.ipc"
+    spec = VLLMBackend().launch(request(kv_events=endpoint))
+    config = json.loads(spec.argv[spec.argv.index("--kv-events-config") + 1])
+    assert config == {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": endpoint}
+    assert spec.kv_events == endpoint
+    assert "--kv-events-config" not in VLLMBackend().launch(request()).argv
+    # A chute's own events config is kept, and the router then matches approximately.
+    own = ("--kv-events-config", '{"enable_kv_cache_events": true}')
+    spec = VLLMBackend().launch(request(kv_events=endpoint, engine_args=own))
+    assert spec.argv.count("--kv-events-config") == 1 and spec.kv_events == ""
+
+
+def test_pooling_engines_publish_no_kv_events() -> None:
+    spec = VLLMEmbeddingBackend().launch(request(kv_events="ipc:///run/cbx/k1.ipc"))
+    assert "--kv-events-config" not in spec.argv and spec.kv_events == ""
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,11 @@ CORPUS = [
 ]
 
 
-def build_tiny_llama(folder: Path) -> Path:
-    """Write a servable model folder (safetensors + tokenizer + chat template) into `folder`."""
+def build_tiny_llama(folder: Path, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Write a servable model folder (safetensors + tokenizer + chat template) into `folder`.
+
+    The defaults make the smallest model vLLM serves; the routing bench asks for a wider,
+    deeper one so that computing a long prompt costs more than reading it from the cache."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -64,11 +67,11 @@ def build_tiny_llama(folder: Path) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=max(4, hidden_size // 32),
+        num_key_value_heads=max(4, hidden_size // 32),
         head_dim=32,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,

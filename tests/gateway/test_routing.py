@@ -1,0 +1,107 @@
+"""Routing across two replicas through the real gateway: each replica a real fake-engine
+server, the engine that answered read from its own request count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from runtime.chutes import Chute, ChuteState, Endpoint, Replica
+from runtime.routing.policy import Router, RoutingPolicy
+from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.support.servers import fake_engine
+
+
+@pytest.fixture(scope="module")
+def second_engine() -> Iterator[Endpoint]:
+    with fake_engine("tiny") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def routed(make_gateway: GatewayFactory, second_engine: Endpoint) -> tuple[Gateway, Chute]:
+    """A gateway whose `tiny` chute has two replicas, each its own fake engine."""
+    gateway = make_gateway()
+    chute = gateway.chutes.get("tiny")
+    assert chute is not None
+    chute.replicas.append(Replica(1, state=ChuteState.READY, endpoint=second_engine))
+    return gateway, chute
+
+
+def ask(client: httpx.Client, document: int, question: str) -> None:
+    system = f"Answer from document {document}. " + f"Its text: {document} lorem ipsum. " * 40
+    body = {
+        "model": "tiny",
+        "max_tokens": 4,
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": question},
+        ],
+    }
+    reply = client.post("/v1/chat/completions", json=body)
+    assert reply.status_code == 200, reply.text
+
+
+def engine_requests(chute: Chute) -> list[int]:
+    """How many requests each replica's engine has had, by its own count."""
+    counts = []
+    for replica in chute.replicas:
+        assert replica.endpoint is not None
+        counts.append(httpx.get(replica.endpoint.address + "/fake/stats").json()["requests"])
+    return counts
+
+
+def served_by(chute: Chute, client: httpx.Client, document: int, question: str) -> int:
+    """The replica that answered: the engine whose request count went up."""
+    before = engine_requests(chute)
+    ask(client, document, question)
+    after = engine_requests(chute)
+    moved = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if a > b]
+    assert len(moved) == 1
+    return moved[0]
+
+
+def test_each_document_stays_on_the_replica_that_first_served_it(
+    routed: tuple[Gateway, Chute],
+) -> None:
+    gateway, chute = routed
+    with gateway.client() as client:
+        homes = {doc: served_by(chute, client, doc, "What is it about?") for doc in range(6)}
+        for question in ("Who wrote it?", "When?"):
+            for doc in range(6):
+                assert served_by(chute, client, doc, question) == homes[doc]
+        metrics = client.get("/metrics").text
+        status = client.get("/status").json()
+    assert set(homes.values()) == {0, 1}  # new documents went by load, in turn
+    assert 'chutebox_route_affinity_hits_total{chute="tiny"} 12.0' in metrics
+    assert 'chutebox_routed_requests_total{chute="tiny",replica="1"}' in metrics
+    routing = next(c for c in status["chutes"] if c["name"] == "tiny")["routing"]
+    assert routing["policy"] == "prefix" and routing["affinity_hits"] == 12
+    assert routing["routed"] == {"0": 9, "1": 9} and routing["tracked_blocks"] > 0
+    assert routing["tracked_bytes"] <= routing["max_bytes"]
+
+
+def test_a_busy_home_replica_spills_and_both_then_hold_the_prefix(
+    routed: tuple[Gateway, Chute],
+) -> None:
+    gateway, chute = routed
+    with gateway.client() as client:
+        home = served_by(chute, client, 1, "What is it about?")
+        chute.replicas[home].outstanding += 5  # looks busy: 5 > 1.5 × 2.5 and ≥ 2.5 + 2
+        assert served_by(chute, client, 1, "Who wrote it?") == 1 - home
+        chute.replicas[home].outstanding -= 5
+        metrics = client.get("/metrics").text
+    assert 'chutebox_route_spills_total{chute="tiny"} 1.0' in metrics
+    assert chute.router.stats.spills == 1
+    assert [r.outstanding for r in chute.replicas] == [0, 0]
+
+
+def test_least_outstanding_spreads_one_document_over_both(routed: tuple[Gateway, Chute]) -> None:
+    gateway, chute = routed
+    chute.router = Router(RoutingPolicy.LEAST_OUTSTANDING, 1 << 20)
+    with gateway.client() as client:
+        replicas = {served_by(chute, client, 1, f"Question {n}?") for n in range(4)}
+    assert replicas == {0, 1}
+    assert len(chute.router.index) == 0

