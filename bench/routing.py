@@ -64,6 +64,9 @@ HIDDEN, LAYERS = 512, 6
 KV_BYTES_PER_TOKEN = 2 * 2 * LAYERS * max(4, HIDDEN // 32) * 32
 WORDS = " ".join(CORPUS).split()
 DOC_WORDS = 700  # about 1,000 tokens with the test tokenizer
+ROUTE_METRIC = re.compile(
+    r"^chutebox_route_(affinity_hits|exact_hits|spills)_total\{[^}]*\} (\S+)$", re.M
+)
 METRIC = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$", re.M)
 
 
@@ -251,12 +254,14 @@ def run_row(
 ) -> dict[str, Any]:
     reset(engines)
     before = engine_counts(engines)
+    routed_before = chutebox_routing(router)
     cpu_before = cpu_seconds(router.proc.pid)
     started = time.perf_counter()
     ttfts = asyncio.run(drive(router, work, concurrency))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(router.proc.pid) - cpu_before
     after = engine_counts(engines)
+    routed = chutebox_routing(router)
 
     def delta(i: int, name: str) -> float:
         return after[i].get(name, 0.0) - before[i].get(name, 0.0)
@@ -274,7 +279,17 @@ def run_row(
         "per_replica": served,
         "router_cpu_ms_per_request": cpu * 1000 / len(work),
         "requests": len(work),
+        # chutebox's own account of its choices (absent for vllm-router).
+        **{name: count - routed_before[name] for name, count in routed.items()},
     }
+
+
+def chutebox_routing(router: Proc) -> dict[str, float]:
+    """A chutebox router's affinity hits, exact (KV-event) hits and spills, from /metrics."""
+    if not router.auth:
+        return {}
+    text = httpx.get(router.base_url + "/metrics").text
+    return {name: float(value) for name, value in ROUTE_METRIC.findall(text)}
 
 
 def routing_cost(tracked: int = 10_000, runs: int = 2_000) -> dict[str, float]:

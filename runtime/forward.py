@@ -7,7 +7,9 @@ read from the operation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from runtime import fastjson
 from runtime.backend import RESPONSES
-from runtime.chutes import Chute, Lease
+from runtime.chutes import Chute, Endpoint, Lease
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fields import openai_fields, screen
 from runtime.gateway import Gateway, Limits, header, read_body
@@ -24,7 +26,7 @@ from runtime.operations import ENGINE_OPERATIONS
 from runtime.protocol.validation import parse_body, validate
 from runtime.record import RequestRecord, record_of
 from runtime.rewrite import rewrite_request, wants_thinking
-from runtime.routing.exact import prompt_tokens
+from runtime.routing.exact import TIMEOUT, read_tokens, tokenize_body
 from runtime.routing.policy import Prompt
 from runtime.stored import Holder
 from runtime.streaming import EngineCall
@@ -121,10 +123,13 @@ async def forward(
         # The response it continues lives in one replica's memory.
         held = gateway.stored.find(data["previous_response_id"])
         prefer = held.replica if held is not None and held.chute == chute.name else None
-    prompt = None
+    prompt, refine = None, None
     if prefer is None and len(chute.replicas) > 1:
-        prompt = await routing_prompt(gateway, chute, data, body, op.capability)
-    lease = await admit(chute, op, prefer, prompt)
+        prompt = chute.router.prompt(data, op.capability, data.get("model"))
+        # A salted prompt's blocks are keyed by more than its tokens (runtime.routing.kv_events).
+        if chute.router.kv and "cache_salt" not in data:
+            refine = engine_tokens(gateway, chute, body, op.capability)
+    lease = await admit(chute, op, prefer, prompt, refine)
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
@@ -165,32 +170,58 @@ async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> 
     return _call(gateway, record, chute, lease, op, path, body, count_usage=False)
 
 
-async def routing_prompt(
-    gateway: Gateway, chute: Chute, data: dict[str, Any], body: dict[str, Any], capability: str
-) -> Prompt | None:
-    """What the chute's router matches the request by: the text of the client's body, and
-    the engine's tokens of the rewritten one where the engines publish KV-cache events."""
-    prompt = chute.router.prompt(data, capability, data.get("model"))
-    if prompt is None or not chute.router.kv:
-        return prompt
-    endpoint = chute.lookup_endpoint()
-    if endpoint is None:
-        return prompt
-    tokens = await prompt_tokens(gateway.upstream, endpoint, body, capability)
-    return replace(prompt, tokens=tokens) if tokens else prompt
+log = logging.getLogger("chutebox.routing")
+Refine = Callable[[Prompt], Awaitable[Prompt]]
+
+
+def engine_tokens(gateway: Gateway, chute: Chute, body: dict[str, Any], capability: str) -> Refine:
+    """Adds to a prompt the engine's token ids of the rewritten body, for matching the
+    engines' KV-cache events (kept as it is when they cannot be had)."""
+
+    async def refine(prompt: Prompt) -> Prompt:
+        endpoint, request = chute.lookup_endpoint(), tokenize_body(body, capability)
+        if endpoint is None or request is None:
+            return prompt
+        try:
+            tokens = await asyncio.wait_for(_tokenize(gateway, endpoint, request), TIMEOUT)
+        except Exception as exc:  # an engine busy or gone: the text index decides
+            log.debug("[%s] tokenize for routing failed: %r", chute.name, exc)
+            return prompt
+        return replace(prompt, tokens=tokens) if tokens else prompt
+
+    return refine
+
+
+async def _tokenize(gateway: Gateway, endpoint: Endpoint, request: bytes) -> list[int] | None:
+    response = await gateway.upstream.send(endpoint, "POST", "/tokenize", request)
+    try:
+        reply = await response.read()
+    except BaseException:
+        response.close()
+        raise
+    response.release()
+    return read_tokens(reply) if response.status == 200 else None
 
 
 async def admit(
-    chute: Chute, op: Operation, prefer: int | None, prompt: Prompt | None = None
+    chute: Chute,
+    op: Operation,
+    prefer: int | None,
+    prompt: Prompt | None = None,
+    refine: Refine | None = None,
 ) -> Lease:
-    """A concurrency slot when the route takes one, then a replica to send to."""
-    if not op.slot:
-        return Lease(chute, prefer, prompt)
-    await chute.admission.acquire()
+    """A concurrency slot when the route takes one, then a replica to send to. `refine`
+    completes the prompt once the slot is held: a request refused for lack of one costs the
+    engines nothing."""
+    if op.slot:
+        await chute.admission.acquire()
     try:
+        if prompt is not None and refine is not None:
+            prompt = await refine(prompt)
         return Lease(chute, prefer, prompt)  # not ready after a wait in the queue (a restart): 503
-    except EngineUnavailableError:
-        chute.admission.release()
+    except BaseException:
+        if op.slot:
+            chute.admission.release()
         raise
 
 

@@ -102,6 +102,11 @@ class ChuteSettings(BaseModel):
     routing_memory_mb: int = Field(
         16, ge=1, le=4096, description="memory the prefix router may use for this chute (MiB)"
     )
+    routing_kv_events: bool = Field(
+        False,
+        description="prefix routing also follows the engines' KV-cache events (vLLM): exact, "
+        "at one /tokenize call per request (bench/routing.py measured it slower on CPU engines)",
+    )
 
     @field_validator("node_selector")
     @classmethod

@@ -213,9 +213,12 @@ class Supervisor:
 
     def _kv_events_endpoint(self, chute: Chute) -> str:
         """Where a replica's engine publishes KV-cache events: asked of every engine of a
-        chute that routes by prefix over several replicas (a socket only chutebox's user can
-        open, one per engine life)."""
-        if chute.router.policy is not RoutingPolicy.PREFIX or len(chute.replicas) < 2:
+        chute that routes by prefix over several replicas and follows the events (a socket
+        only chutebox's user can open, one per engine life)."""
+        settings = chute.settings
+        if settings.routing != RoutingPolicy.PREFIX.value or not settings.routing_kv_events:
+            return ""
+        if len(chute.replicas) < 2:
             return ""
         assert self.private_dir is not None
         return f"ipc://{self.private_dir}/k{self._lives}.ipc"

@@ -444,7 +444,7 @@ def plan(requests: Sequence[ChuteRequest], nodes: Sequence[Node]) -> Plan:
         count = len(replicas[req.name])
         if req.replicas is None and count > 1:
             reasons[req.name].append(f"{count - 1} more replica(s) on GPUs left over "
-                                     "(data parallel, least-outstanding balancing)")  # fmt: skip
+                                     "(data parallel, spread by its `routing`)")  # fmt: skip
     unused = tuple(Placement(n, tuple(g.index for g in gpus)) for n, gpus in free.free.items()
                    if gpus)  # fmt: skip
     chutes = tuple(ChutePlan(r.name, "cuda", tuple(replicas[r.name]), tuple(reasons[r.name]))

@@ -1,7 +1,8 @@
 """What each replica's KV cache really holds, from the engine's own KV-cache events.
 
 vLLM publishes, over ZeroMQ (`--kv-events-config`), a `BlockStored` event for each block it
-caches — its hash, its parent's hash and its token ids — a `BlockRemoved` event for each
+caches — its hash, its parent's hash, its token ids, and the extra keys and LoRA name its
+hash also covers — a `BlockRemoved` event for each
 block it evicts, and `AllBlocksCleared` when it empties its cache. Each replica's blocks are
 kept here as a tree keyed by (parent hash, token ids): a prompt's tokens, cut into blocks of
 the engine's size, walk it from the root, so the match needs neither vLLM's hash function
@@ -69,6 +70,14 @@ class ReplicaBlocks:
         return depth
 
 
+def _plain(event: dict[str, Any]) -> bool:
+    """A block keyed by its tokens alone. vLLM adds extra keys (a `cache_salt`, image
+    hashes) and LoRA names to a block's hash; a prompt's token ids cannot tell those apart,
+    so such blocks are left to the approximate index."""
+    extra = event.get("extra_keys") or ()
+    return event.get("lora_name") is None and all(key is None for key in extra)
+
+
 class KVEvents:
     """The replicas of one chute whose engines publish KV-cache events."""
 
@@ -90,7 +99,7 @@ class KVEvents:
         batch = self._decoder.decode(payload)
         for event in batch[1]:
             kind = event.get("type")
-            if kind == "BlockStored":
+            if kind == "BlockStored" and _plain(event):
                 hashes, tokens = event["block_hashes"], event["token_ids"]
                 parent, size = event.get("parent_block_hash"), int(event["block_size"])
                 blocks.stored(hashes, parent, tokens, size)

