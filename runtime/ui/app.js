@@ -35,6 +35,15 @@ function trafficText(t) {
     `429s ${t.rejected_429} (last ${t.window_s}s)`;
 }
 
+function routingText(r) {
+  if (!r) return null;
+  const routed = Object.entries(r.routed).map(([i, n]) => `#${i} ${n}`).join(", ");
+  let text = `${r.policy} · ${r.affinity_hits} affinity hits`;
+  if (Object.keys(r.engine_blocks).length) text += ` (${r.exact_hits} from engine KV events)`;
+  text += ` · ${r.spills} spills · ${r.tracked_blocks} blocks tracked`;
+  return routed ? `${text} · routed ${routed}` : text;
+}
+
 function replicaItem(r) {
   const parts = [`#${r.index}`, r.state];
   if (r.gpus !== undefined) parts.push(r.gpus === "cpu" ? "CPU" : `GPUs ${r.gpus}`);
@@ -61,6 +70,7 @@ function chuteCard(c) {
     const k = c.concurrency;
     rows.push(["concurrency", `${k.in_use} / ${k.limit} in use · ${k.queued} queued`]);
     rows.push(["traffic", trafficText(c.traffic)]);
+    rows.push(["routing", routingText(c.routing)]);
     const p = c.price_per_million;
     if (p.prompt || p.completion) rows.push(["price / 1M", `${p.prompt} in · ${p.completion} out`]);
     rows.push(["detail", c.detail]);

@@ -85,6 +85,7 @@ def test_the_status_page_lists_chutes_streams_a_reply_and_shows_a_restart(
     driver.find_element(By.ID, "key").send_keys(API_KEY)
     driver.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
     wait_until(lambda: "/v1/chat/completions" in card_text(driver, MODEL), 20, "the full view")
+    assert "prefix · 0 affinity hits" in card_text(driver, MODEL)  # one replica: by load
     assert API_KEY not in driver.page_source and API_KEY not in driver.current_url
 
     models = Select(driver.find_element(By.ID, "chat-model"))
