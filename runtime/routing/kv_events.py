@@ -84,6 +84,8 @@ class KVEvents:
     def __init__(self) -> None:
         self.replicas: dict[int, ReplicaBlocks] = {}
         self._watchers: dict[int, asyncio.Task[None]] = {}
+        # The last batch number seen per replica: a gap means events were lost.
+        self._sequence: dict[int, int] = {}
         self._decoder = msgspec.msgpack.Decoder()
 
     def __bool__(self) -> bool:
@@ -92,10 +94,23 @@ class KVEvents:
     def blocks(self) -> dict[int, int]:
         return {index: len(blocks.parents) for index, blocks in self.replicas.items()}
 
-    def ingest(self, replica: int, payload: bytes) -> None:
+    def ingest(self, replica: int, payload: bytes, sequence: int | None = None) -> None:
         """Apply one published batch: `[timestamp, [event, …], …]`, each event a map with
-        its `type`."""
+        its `type`. After a gap in the batch numbers (a subscriber falling behind drops
+        messages) the replica's blocks are dropped: a lost removal would leave a block here
+        that the engine no longer holds, so only what arrives from then on is trusted."""
         blocks = self.replicas.setdefault(replica, ReplicaBlocks())
+        if sequence is not None:
+            last = self._sequence.get(replica)
+            self._sequence[replica] = sequence
+            if last is not None and sequence != last + 1:
+                log.warning(
+                    "replica %d: KV events %d to %d lost; its blocks are relearned",
+                    replica,
+                    last + 1,
+                    sequence - 1,
+                )
+                blocks.cleared()
         batch = self._decoder.decode(payload)
         for event in batch[1]:
             kind = event.get("type")
@@ -136,10 +151,7 @@ class KVEvents:
         if task is not None:
             task.cancel()
         self.replicas.pop(replica, None)
-
-    def close(self) -> None:
-        for replica in list(self._watchers):
-            self.forget(replica)
+        self._sequence.pop(replica, None)
 
     async def _follow(self, replica: int, endpoint: str) -> None:
         import zmq  # only where an engine publishes
@@ -155,7 +167,8 @@ class KVEvents:
                 # [topic, sequence number, payload]
                 parts: list[Any] = await socket.recv_multipart()
                 try:
-                    self.ingest(replica, parts[-1])
+                    sequence = int.from_bytes(parts[1], "big") if len(parts) == 3 else None
+                    self.ingest(replica, parts[-1], sequence)
                 except (msgspec.DecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
                     log.warning("replica %d: unreadable KV event batch: %s", replica, exc)
         finally:

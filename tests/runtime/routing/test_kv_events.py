@@ -53,6 +53,16 @@ def test_batches_apply_per_replica_and_the_deepest_holders_win() -> None:
     assert kv.blocks() == {0: 1, 1: 0}
 
 
+def test_a_gap_in_the_batch_numbers_drops_what_may_be_stale() -> None:
+    kv = KVEvents()
+    kv.ingest(0, batch(stored([1, 2], None, TOKENS[:8])), sequence=7)
+    kv.ingest(0, batch(stored([3], 2, TOKENS[8:12])), sequence=8)
+    assert kv.match(TOKENS, usable=0b1) == (3, 0b1)
+    kv.ingest(0, batch(stored([9], None, [1, 2, 3, 4])), sequence=11)  # 9 and 10 lost
+    assert kv.match(TOKENS, usable=0b1) == (0, 0)
+    assert kv.blocks() == {0: 1}
+
+
 def test_the_engines_events_outrank_the_approximate_index() -> None:
     router = Router(RoutingPolicy.PREFIX, 1 << 20)
 
@@ -81,9 +91,9 @@ def test_a_replica_is_followed_over_zeromq_until_forgotten(tmp_path: Path) -> No
     async def follow() -> tuple[KVEvents, dict[int, int]]:
         kv = KVEvents()
         kv.watch(0, endpoint)
-        for _ in range(200):  # a subscriber misses what was sent before it joined
+        for sequence in range(200):  # a subscriber misses what was sent before it joined
             publisher.send_multipart(
-                [b"", (0).to_bytes(8, "big"), batch(stored([5], None, TOKENS[:4]))]
+                [b"", sequence.to_bytes(8, "big"), batch(stored([5], None, TOKENS[:4]))]
             )
             await asyncio.sleep(0.02)
             if kv.blocks().get(0):
