@@ -71,7 +71,7 @@ class Router:
     def __init__(self, policy: RoutingPolicy, max_bytes: int) -> None:
         self.policy = policy
         self.index = PrefixIndex(max_bytes)
-        # Filled where the engines publish KV-cache events (the supervisor asks vLLM to).
+        # Filled where the engines publish KV-cache events (`routing_kv_events`).
         self.kv = KVEvents()
         self.stats = RouteStats()
         self._turn = 0
