@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 # The vLLM project's Rust router (PyPI `vllm-router`), made by `make .venv-vllm-router/.installed`.
 VLLM_ROUTER = ROOT / ".venv-vllm-router" / "bin" / "vllm-router"
 
 
-def vllm_router_binary() -> Path | None:
-    return VLLM_ROUTER if VLLM_ROUTER.exists() else None
+def vllm_router_argv(port: int, policy: str, upstreams: list[str]) -> list[str] | None:
+    """vllm-router on loopback `port` in front of `upstreams`; None when not installed."""
+    if not VLLM_ROUTER.exists():
+        return None
+    # Its Prometheus exporter binds a fixed port unless told another: one each.
+    return [str(VLLM_ROUTER), "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
+            "--prometheus-port", str(free_port()), "--worker-urls", *upstreams]  # fmt: skip

@@ -41,7 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.peers import vllm_router_binary  # noqa: E402
+from bench.peers import vllm_router_argv  # noqa: E402
 from tests.support.servers import free_port, stop_group, wait_for  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -77,9 +77,12 @@ class Server:
 
 def start(name: str, argv: list[str], port: int, auth: str, health: str,
           env: dict[str, str] | None = None, timeout: float = 120,
-          cpu: str = "1") -> Server:  # fmt: skip
-    log = (RESULTS / f"proxy-{name.replace(' ', '-')}.log").open("wb")
-    proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, stdout=log,
+          cpu: str | None = "1", bench: str = "proxy") -> Server:  # fmt: skip
+    """Start a server (pinned to `cpu` unless None), its output in results/BENCH-NAME.log,
+    and wait until `health` answers."""
+    log = (RESULTS / f"{bench}-{name.replace(' ', '-')}.log").open("wb")
+    pin = ["taskset", "-c", cpu] if cpu is not None else []
+    proc = subprocess.Popen([*pin, *argv], cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                             start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -197,13 +200,11 @@ def litellm_server(upstream: str, port: int) -> Server | None:
 def vllm_router_server(upstream: str) -> Server | None:
     """vllm-router in front of the one fake upstream; round_robin, the policy that does the
     least per request (with one worker, every policy picks it)."""
-    binary = vllm_router_binary()
-    if binary is None:
+    port = free_port()
+    argv = vllm_router_argv(port, "round_robin", [upstream])
+    if argv is None:
         print("vllm-router not installed (make .venv-vllm-router/.installed); skipped")
         return None
-    port = free_port()
-    argv = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--policy", "round_robin",
-            "--prometheus-port", str(free_port()), "--worker-urls", upstream]  # fmt: skip
     return start("vllm-router", argv, port, "Bearer none", "/health")
 
 

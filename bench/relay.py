@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -24,12 +26,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 from runtime.admission import Admission  # noqa: E402
 from runtime.app import create_app  # noqa: E402
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.fields import EngineFields  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.registry import load_backend  # noqa: E402
 from runtime.server import DrainingServer, server_config  # noqa: E402
 from runtime.settings import ChuteSettings, Settings  # noqa: E402
 
 KEY = "bench-key"
+
+
+def engine_fields(endpoint: Endpoint) -> EngineFields:
+    """What the engine's /openapi.json says each route reads, as the supervisor reads it (the
+    fake upstream publishes none, and then nothing is screened)."""
+    address = endpoint.address
+    if address.startswith("unix:"):
+        transport = httpx.HTTPTransport(uds=address.removeprefix("unix:"))
+        client = httpx.Client(transport=transport, base_url="http://engine")
+    else:
+        client = httpx.Client(base_url=address)
+    with client:
+        reply = client.get("/openapi.json", headers=endpoint.headers(), timeout=30)
+    return EngineFields.from_openapi(reply.json() if reply.is_success else None)
 
 
 def following(app: ASGIApp, chute: Chute, endpoints: list[str]) -> ASGIApp:
@@ -80,6 +97,7 @@ def main() -> None:
     chute = Chute(settings=chute_settings, backend=load_backend(args.engine),
                   admission=Admission(args.concurrency), replicas=replicas,
                   phase=ChuteState.STARTING)  # fmt: skip
+    chute.fields = engine_fields(Endpoint(args.upstream[0], args.upstream_key))
     overrides = dict(item.split("=", 1) for item in args.set)
     settings = Settings.model_validate({"chutes": (), "port": args.port, "host": "127.0.0.1",
                                         **overrides})  # fmt: skip

@@ -33,11 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,17 +49,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.peers import vllm_router_binary  # noqa: E402
-from bench.proxy import cpu_seconds  # noqa: E402
-from tests.support.servers import free_port, stop_group, wait_for  # noqa: E402
+from bench.peers import vllm_router_argv  # noqa: E402
+from bench.proxy import Server, cpu_seconds, start  # noqa: E402
+from tests.support.servers import free_port, stop_group  # noqa: E402
 from tests.support.tiny_llama import CORPUS, build_tiny_llama  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 KEY = "bench-key"
 MODEL = "bench"
 HIDDEN, LAYERS = 512, 6
-# Two bytes (bf16) for K and V, per layer, per KV head of 32 dimensions.
-KV_BYTES_PER_TOKEN = 2 * 2 * LAYERS * max(4, HIDDEN // 32) * 32
 WORDS = " ".join(CORPUS).split()
 DOC_WORDS = 700  # about 1,000 tokens with the test tokenizer
 ROUTE_METRIC = re.compile(
@@ -70,40 +66,7 @@ ROUTE_METRIC = re.compile(
 METRIC = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$", re.M)
 
 
-@dataclass
-class Proc:
-    name: str
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    auth: str = ""
-
-
-def launch(
-    name: str,
-    argv: list[str],
-    port: int,
-    health: str,
-    *,
-    cpu: str | None = None,
-    env: dict[str, str] | None = None,
-    auth: str = "",
-) -> Proc:
-    log = (RESULTS / f"routing-{name.replace(' ', '-')}.log").open("wb")
-    prefix = ["taskset", "-c", cpu] if cpu else []
-    proc = subprocess.Popen(
-        [*prefix, *argv],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for(base + health, 600, proc)
-    return Proc(name, base, proc, auth)
-
-
-def engine(model: Path, core: int, kv_bytes: int, events: str) -> Proc:
+def engine(model: Path, core: int, kv_bytes: int, events: str) -> Server:
     port = free_port()
     config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": events}
     argv = [
@@ -128,12 +91,12 @@ def engine(model: Path, core: int, kv_bytes: int, events: str) -> Proc:
     ]
     # Dev mode serves /reset_prefix_cache, which empties the cache between rows.
     env = {"VLLM_CPU_OMP_THREADS_BIND": str(core), "VLLM_SERVER_DEV_MODE": "1"}
-    return launch(f"engine{core}", argv, port, "/health", cpu=str(core), env=env)
+    return start(f"engine{core}", argv, port, "", "/health", env, 600, str(core), "routing")
 
 
 def chutebox(
     name: str, upstreams: list[str], routing: str, events: tuple[str, ...] | list[str] = ()
-) -> Proc:
+) -> Server:
     port = free_port()
     argv = [
         sys.executable,
@@ -149,29 +112,22 @@ def chutebox(
         argv += ["--upstream", url]
     for endpoint in events:
         argv += ["--kv-events", endpoint]
-    return launch(name, argv, port, "/ready", auth=f"Bearer {KEY}")
+    return start(name, argv, port, f"Bearer {KEY}", "/ready", None, 600, None, "routing")
 
 
-def vllm_router(name: str, upstreams: list[str], policy: str) -> Proc | None:
-    binary = vllm_router_binary()
-    if binary is None:
-        return None
+def vllm_router(name: str, upstreams: list[str], policy: str) -> Server | None:
     port = free_port()
-    # Its Prometheus exporter binds a fixed port unless told another: one each.
-    argv = [
-        str(binary),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--policy",
-        policy,
-        "--prometheus-port",
-        str(free_port()),
-        "--worker-urls",
-        *upstreams,
-    ]
-    return launch(name, argv, port, "/health")
+    argv = vllm_router_argv(port, policy, upstreams)
+    if argv is None:
+        return None
+    return start(name, argv, port, "", "/health", None, 600, None, "routing")
+
+
+def kv_bytes_per_token(model: Path) -> int:
+    """K and V, two bytes each (bf16), per layer and KV head, from the model's config."""
+    config = json.loads((model / "config.json").read_text())
+    per_head = config["head_dim"] * config["num_key_value_heads"]
+    return 2 * 2 * config["num_hidden_layers"] * per_head
 
 
 def documents(count: int, seed: int) -> list[str]:
@@ -196,7 +152,7 @@ def distinct_workload(count: int) -> list[tuple[str, str]]:
     return [(doc, "What does it say?") for doc in documents(count, 3)]
 
 
-async def one(session: aiohttp.ClientSession, router: Proc, system: str, question: str) -> float:
+async def one(session: aiohttp.ClientSession, router: Server, system: str, question: str) -> float:
     body = {
         "model": MODEL,
         "max_tokens": 8,
@@ -218,7 +174,7 @@ async def one(session: aiohttp.ClientSession, router: Proc, system: str, questio
     return first
 
 
-async def drive(router: Proc, work: list[tuple[str, str]], concurrency: int) -> list[float]:
+async def drive(router: Server, work: list[tuple[str, str]], concurrency: int) -> list[float]:
     queue = list(reversed(work))
     ttfts: list[float] = []
 
@@ -233,7 +189,7 @@ async def drive(router: Proc, work: list[tuple[str, str]], concurrency: int) -> 
     return ttfts
 
 
-def engine_counts(engines: list[Proc]) -> list[dict[str, float]]:
+def engine_counts(engines: list[Server]) -> list[dict[str, float]]:
     counts = []
     for proc in engines:
         totals: dict[str, float] = {}
@@ -243,14 +199,20 @@ def engine_counts(engines: list[Proc]) -> list[dict[str, float]]:
     return counts
 
 
-def reset(engines: list[Proc]) -> None:
+def reset(engines: list[Server]) -> None:
+    """Empty both prefix caches. vLLM publishes the AllBlocksCleared event at its next
+    step, so each engine gets a request shorter than a block (nothing to cache) to send it
+    before the row starts."""
     for proc in engines:
         reply = httpx.post(proc.base_url + "/reset_prefix_cache", timeout=30)
         reply.raise_for_status()
+        body = {"model": MODEL, "prompt": "hi", "max_tokens": 1}
+        httpx.post(proc.base_url + "/v1/completions", json=body, timeout=60).raise_for_status()
+    time.sleep(0.2)
 
 
 def run_row(
-    router: Proc, engines: list[Proc], work: list[tuple[str, str]], concurrency: int
+    router: Server, engines: list[Server], work: list[tuple[str, str]], concurrency: int
 ) -> dict[str, Any]:
     reset(engines)
     before = engine_counts(engines)
@@ -284,7 +246,7 @@ def run_row(
     }
 
 
-def chutebox_routing(router: Proc) -> dict[str, float]:
+def chutebox_routing(router: Server) -> dict[str, float]:
     """A chutebox router's affinity hits, exact (KV-event) hits and spills, from /metrics."""
     if not router.auth:
         return {}
@@ -399,14 +361,15 @@ def main() -> None:
     distinct = distinct_workload(args.distinct)
     folder = Path(tempfile.mkdtemp(prefix="chutebox-routing-"))
     model = build_tiny_llama(folder / "model", hidden_size=HIDDEN, layers=LAYERS)
+    kv_per_token = kv_bytes_per_token(model)
     doc_tokens = len(shared[0][0]) / 3.5  # characters per token of this tokenizer, measured
-    kv_bytes = int(doc_tokens * (args.docs / 2 + args.concurrency / 2) * KV_BYTES_PER_TOKEN)
+    kv_bytes = int(doc_tokens * (args.docs / 2 + args.concurrency / 2) * kv_per_token)
     print(
         f"{len(shared)} shared-prefix requests over {args.docs} documents, {len(distinct)} "
         f"distinct; KV cache per replica {kv_bytes >> 20} MiB (about half the documents)"
     )
 
-    procs: list[Proc] = []
+    procs: list[Server] = []
     try:
         events = [f"ipc://{folder}/kv{core}.ipc" for core in (0, 1)]
         engines = [engine(model, core, kv_bytes, events[core]) for core in (0, 1)]
@@ -414,7 +377,7 @@ def main() -> None:
         upstreams = [e.base_url for e in engines]
         for proc in engines:  # the first request of an engine is slow: not part of any row
             asyncio.run(drive(proc, [("warm up " * 50, "hi")], 1))
-        routers: list[Proc] = [
+        routers: list[Server] = [
             chutebox("least-outstanding", upstreams, "least-outstanding"),
             chutebox("prefix", upstreams, "prefix"),
             chutebox("prefix + KV events", upstreams, "prefix", events),

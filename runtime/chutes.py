@@ -130,9 +130,12 @@ class Chute:
                 return state
         return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
 
+    def ready(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
+
     def lookup_endpoint(self) -> Endpoint | None:
         """A ready replica's endpoint for a side call (no slot, not counted)."""
-        ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
+        ready = self.ready()
         return min(ready, key=lambda r: r.outstanding).endpoint if ready else None
 
     def require_ready(self) -> None:
@@ -146,7 +149,7 @@ class Chute:
     def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> Replica:
         """Replica `prefer` when it is ready (the one holding state the request needs), else
         the ready replica the router chooses for `prompt`; counts this one in."""
-        ready = [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
+        ready = self.ready()
         if not ready:
             self.require_ready()
             raise EngineUnavailableError(

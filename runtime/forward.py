@@ -179,7 +179,9 @@ def engine_tokens(gateway: Gateway, chute: Chute, body: dict[str, Any], capabili
     engines' KV-cache events (kept as it is when they cannot be had)."""
 
     async def refine(prompt: Prompt) -> Prompt:
-        endpoint, request = chute.lookup_endpoint(), tokenize_body(body, capability)
+        accepted = chute.fields.known("/tokenize") if chute.fields is not None else None
+        request = tokenize_body(body, capability, accepted) if accepted else None
+        endpoint = chute.lookup_endpoint()
         if endpoint is None or request is None:
             return prompt
         try:

@@ -21,7 +21,6 @@ from runtime.chutes import Chute, ChuteSet, Replica
 from runtime.gateway import gateway_of
 from runtime.operation import Operation, served_paths
 from runtime.record import record_of
-from runtime.routing.prefix import ENTRY_BYTES
 from runtime.traffic import Traffic
 
 
@@ -79,7 +78,7 @@ def _routing(chute: Chute) -> dict[str, Any]:
         "engine_blocks": {str(index): count for index, count in router.kv.blocks().items()},
         "tracked_blocks": len(router.index),
         "tracked_bytes": router.index.bytes,
-        "max_bytes": router.index.capacity * ENTRY_BYTES,
+        "max_bytes": router.index.max_bytes,
     }
 
 

@@ -215,10 +215,9 @@ class Supervisor:
         """Where a replica's engine publishes KV-cache events: asked of every engine of a
         chute that routes by prefix over several replicas and follows the events (a socket
         only chutebox's user can open, one per engine life)."""
-        settings = chute.settings
-        if settings.routing != RoutingPolicy.PREFIX.value or not settings.routing_kv_events:
+        if chute.router.policy is not RoutingPolicy.PREFIX or len(chute.replicas) < 2:
             return ""
-        if len(chute.replicas) < 2:
+        if not chute.settings.routing_kv_events:
             return ""
         assert self.private_dir is not None
         return f"ipc://{self.private_dir}/k{self._lives}.ipc"

@@ -2,7 +2,11 @@
 
 The engine's own `/tokenize` renders chat messages with the chat template, tools and
 template arguments the chat route would use, and tokenizes with the same tokenizer, so its
-ids are the ones its cache blocks hold. One round trip per routed request (made by
+ids are the ones its cache blocks hold. It is sent every field of the request that its
+`/tokenize` reads, as its OpenAPI document lists them (vLLM 0.32: messages, tools,
+chat_template, chat_template_kwargs, add_generation_prompt, continue_final_message,
+add_special_tokens, mm_processor_kwargs, …), so what changes the rendering is read from the
+engine, not restated here. One round trip per routed request (made by
 `runtime.forward`), only for chutes that follow the events and prompts long enough to share
 a block; any failure, or an answer slower than TIMEOUT, falls back to the approximate match.
 """
@@ -14,23 +18,23 @@ from typing import Any
 from runtime import fastjson
 from runtime.backend import CHAT, COMPLETIONS
 
-# The chat fields vLLM's /tokenize reads that change what the chat template renders.
-CHAT_FIELDS = ("messages", "tools", "chat_template", "chat_template_kwargs",
-               "add_generation_prompt", "continue_final_message")  # fmt: skip
 # A busy engine's API server can answer late; past this the request is routed by the
 # approximate match instead (a wrong guess costs one prefill, a long wait costs every token).
 TIMEOUT = 0.1
 
 
-def tokenize_body(body: dict[str, Any], capability: str) -> bytes | None:
-    """The /tokenize request for an engine-bound body (already rewritten for the engine)."""
+def tokenize_body(body: dict[str, Any], capability: str, accepted: frozenset[str]) -> bytes | None:
+    """The /tokenize request for an engine-bound body (already rewritten for the engine):
+    the body's fields that `accepted`, the engine's /tokenize fields, names."""
     if capability == CHAT:
-        request = {"model": body.get("model"), **{k: body[k] for k in CHAT_FIELDS if k in body}}
+        prompt_field = "messages"
     elif capability == COMPLETIONS and isinstance(body.get("prompt"), str):
-        request = {"model": body.get("model"), "prompt": body["prompt"]}
+        prompt_field = "prompt"
     else:
         return None
-    return fastjson.dumps(request)
+    if prompt_field not in accepted:
+        return None
+    return fastjson.dumps({k: v for k, v in body.items() if k in accepted})
 
 
 def read_tokens(reply: bytes) -> list[int] | None:

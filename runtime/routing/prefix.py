@@ -53,6 +53,10 @@ class PrefixIndex:
         """The memory the entries are budgeted at (the cap is checked against this)."""
         return len(self) * ENTRY_BYTES
 
+    @property
+    def max_bytes(self) -> int:
+        return self.capacity * ENTRY_BYTES
+
     def match(self, keys: list[int], usable: int) -> tuple[int, int]:
         """How many leading blocks some usable replica holds, and which replicas (a mask)
         hold that many."""

