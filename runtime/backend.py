@@ -71,6 +71,12 @@ class LaunchRequest:
     # Where the engine may publish its KV-cache events for the prefix router (a ZeroMQ
     # endpoint in `private_dir`); empty when the chute does not route by prefix.
     kv_events: str = ""
+    # A replica spanning nodes: how many, this node's rank (0 serves the API), and where the
+    # ranks meet (the leader node's address and port).
+    nodes: int = 1
+    node_rank: int = 0
+    master_addr: str = ""
+    master_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class EngineBackend(Protocol):
     single_file_suffixes: frozenset[str]
     # Whether one engine can split a model over several GPUs (tensor/pipeline parallel).
     multi_gpu: bool
+    # Whether one engine can span nodes (`LaunchRequest.nodes`), by its own multi-node launch.
+    multi_node: bool
     # Whether the engine can listen on a Unix socket (then only chutebox's user can reach it).
     unix_socket: bool
     # The module the engine's interpreter must be able to import, and how to install it.

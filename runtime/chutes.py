@@ -68,6 +68,8 @@ class Replica:
     outstanding: int = 0
     detail: str = ""
     restarts: int = 0
+    # The engine's address and key when chutebox does not start it (a chute's `url`).
+    remote: Endpoint | None = None
     # Set by a request that found the engine refusing connections: the supervisor probes now.
     suspect: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -81,8 +83,12 @@ class Replica:
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"state": self.state.value, "outstanding": self.outstanding}
-        if self.plan.placements:
+        if self.remote is not None:
+            info["url"] = self.remote.address
+        if self.plan.visible_devices:
             info["gpus"] = self.plan.visible_devices
+        if len(self.plan.placements) > 1:
+            info["nodes"] = len(self.plan.placements)
         if self.detail:
             info["detail"] = self.detail
         return info
@@ -108,6 +114,8 @@ class Chute:
     fields: EngineFields | None = None
     # Why the planner laid the replicas out as it did (what `chutebox plan` prints).
     plan_reasons: tuple[str, ...] = ()
+    # The engines at the chute's `url`s (with their key), when chutebox starts none.
+    remote: tuple[Endpoint, ...] = ()
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
     router: Router = field(init=False)
@@ -117,6 +125,12 @@ class Chute:
         self.router = Router(
             RoutingPolicy(self.settings.routing), self.settings.routing_memory_mb << 20
         )
+
+    @property
+    def engine_model(self) -> str:
+        """The `model` the engine is sent: the served name of engines chutebox starts (it
+        names them so), the name a remote engine serves (the chute's `model`)."""
+        return self.settings.model if self.remote else self.name
 
     @property
     def state(self) -> ChuteState:
@@ -141,7 +155,10 @@ class Chute:
     def require_ready(self) -> None:
         if self.state is ChuteState.READY:
             return
-        reason = self.detail or f"its engine is {self.state.value}"
+        # A remote replica's reason names only its URL and what it answered; a local one's
+        # may hold its engine's log lines, which stay in /ready and the log.
+        details = [r.detail for r in self.replicas if r.detail and r.remote]
+        reason = self.detail or (details[0] if details else f"its engine is {self.state.value}")
         raise EngineUnavailableError(
             f"No instances available (yet) for chute {self.name}: {reason}", headers=RETRY_AFTER
         )

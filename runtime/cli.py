@@ -185,6 +185,12 @@ def serve(namespace: argparse.Namespace) -> int:
     settings = read_settings(namespace)
     configure_logging(settings.log_level, settings.log_format)
     chutes, host = build_server(settings, os.environ)
+    if settings.node_rank > 0:
+        from runtime.node import NodeShare, run_node
+        from runtime.server import supervisor_config
+
+        share = NodeShare(chutes, host, supervisor_config(settings), settings.node_rank)
+        return run_node(share)
     return run_server(settings, api_keys_for(settings), chutes, host)
 
 
@@ -195,7 +201,8 @@ def plan(namespace: argparse.Namespace) -> int:
     settings = read_settings(namespace)
     layout = plan_for_settings(settings, os.environ, namespace.gpus)
     models = {c.served_name: c.model for c in settings.chutes}
-    print(as_json(layout, models) if namespace.json else as_table(layout, models))
+    config = str(namespace.config) if namespace.config else "CONFIG"
+    print(as_json(layout, models, config) if namespace.json else as_table(layout, models, config))
     return 0
 
 

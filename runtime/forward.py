@@ -105,7 +105,7 @@ async def forward(
     thinking = thinking or wants_thinking(header(scope, b"x-enable-thinking"))
     body = rewrite_request(
         data,
-        chute.name,
+        chute.engine_model,
         gateway.rules,
         thinking=thinking,
         chat=op.rewrite is Rewrite.CHAT,

@@ -58,6 +58,7 @@ def request_for(chute: Chute, facts: ModelFacts | None) -> ChuteRequest:
         pipeline_parallel_size=sizes.pipeline,
         data_parallel_size=sizes.data,
         parallel=chute.backend.multi_gpu,
+        nodes=chute.settings.nodes,
     )
 
 

@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "sentence-transformers": "engines.sentence_transformers:SentenceTransformersBackend",
     "diffusers": "engines.diffusion:DiffusersBackend",
     "fake": "engines.fake:FakeBackend",
+    "openai": "engines.openai_compatible:OpenAICompatibleBackend",
 }
 
 

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 from runtime.admission import Admission
 from runtime.app import create_app
 from runtime.backend import KEY_VARIABLES, PACKAGE_ROOT, EngineBackend, split_args
-from runtime.chutes import Chute, ChuteSet
+from runtime.chutes import Chute, ChuteSet, Endpoint
 from runtime.connections import ConnectionLimits, guarded_protocol
 from runtime.errors import ConfigError
 from runtime.host import Host
@@ -30,6 +30,7 @@ from runtime.layout import cached_folder, plan_chutes
 from runtime.planner.inventory import parse_gpu_spec
 from runtime.planner.plan import Plan
 from runtime.registry import UnknownEngineError, load_backend
+from runtime.remote import engine_address, read_key
 from runtime.settings import ChuteSettings, Settings
 from runtime.sources import resolve_source
 from runtime.supervisor import Supervisor, SupervisorConfig
@@ -60,13 +61,26 @@ def check_importable(settings: ChuteSettings, backend: EngineBackend) -> None:
 
 
 def build_chute(
-    settings: ChuteSettings, *, check_engine: bool = True, queue: tuple[int, float] = (0, 30.0)
+    settings: ChuteSettings,
+    *,
+    check_engine: bool = True,
+    queue: tuple[int, float] = (0, 30.0),
+    environ: Mapping[str, str] | None = None,
 ) -> Chute:
     """A chute ready to start, or a ConfigError saying why it cannot be served."""
     try:
         backend = load_backend(settings.engine)
     except UnknownEngineError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
+    limit = settings.concurrency or backend.default_concurrency
+    queue_size, queue_timeout = queue
+    admission = Admission(limit, queue_size=queue_size, queue_timeout=queue_timeout)
+    if settings.remote:
+        return Chute(settings=settings, backend=backend, admission=admission,
+                     remote=remote_endpoints(settings, environ or {}))  # fmt: skip
+    if settings.nodes > 1 and not backend.multi_node:
+        raise ConfigError(f"chute {settings.served_name}: engine {backend.name} runs on one "
+                          "node; nodes > 1 needs vllm or sglang")  # fmt: skip
     reserved = sorted(KEY_VARIABLES & set(settings.env))
     if reserved:
         raise ConfigError(f"chute {settings.served_name}: env may not set {reserved[0]}: "
@@ -80,10 +94,16 @@ def build_chute(
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
     if check_engine:
         check_importable(settings, backend)
-    limit = settings.concurrency or backend.default_concurrency
-    queue_size, queue_timeout = queue
-    admission = Admission(limit, queue_size=queue_size, queue_timeout=queue_timeout)
     return Chute(settings=settings, backend=backend, admission=admission)
+
+
+def remote_endpoints(settings: ChuteSettings, environ: Mapping[str, str]) -> tuple[Endpoint, ...]:
+    """The engines at a chute's `url`s, with the key read from where the chute says."""
+    try:
+        key = read_key(settings.api_key_env, settings.api_key_path, environ)
+    except ConfigError as exc:
+        raise ConfigError(f"chute {settings.served_name}: {exc}") from None
+    return tuple(Endpoint(engine_address(url), key) for url in settings.url)
 
 
 def plan_for_settings(
@@ -91,7 +111,8 @@ def plan_for_settings(
 ) -> Plan:
     """The plan `chutebox plan` prints: local facts only, nothing downloaded or started."""
     # A dry run: the engines need not be installed on the machine that plans.
-    chutes = [build_chute(c, check_engine=False) for c in settings.chutes]
+    chutes = [build_chute(c, check_engine=False, environ=environ) for c in settings.chutes
+              if not c.remote]  # fmt: skip
     if gpu_specs:
         nodes = [parse_gpu_spec(spec, f"node{i}") for i, spec in enumerate(gpu_specs)]
     else:
@@ -118,17 +139,21 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
         endpoint=settings.hf_endpoint, cache_dir=hf_home.expanduser() / "hub", token=token
     )
     return SupervisorConfig(
-        cache_dir=settings.cache_dir.expanduser(), hub=access, link=settings.engine_link
+        cache_dir=settings.cache_dir.expanduser(),
+        hub=access,
+        link=settings.engine_link,
+        leader_address=settings.leader_address,
     )
 
 
 def build_server(settings: Settings, environ: Mapping[str, str]) -> tuple[ChuteSet, Host]:
     """Every check that can fail before anything starts: engines, sources, the GPU plan."""
     queue = (settings.queue_size, settings.queue_timeout)
-    chutes = ChuteSet(build_chute(c, queue=queue) for c in settings.chutes)
+    chutes = ChuteSet(build_chute(c, queue=queue, environ=environ) for c in settings.chutes)
     host = Host.discover(environ)
     # Models not on this machine yet are planned again once prepared.
-    plan_chutes(list(chutes), early_folders(chutes, settings), [host.node])
+    local = [c for c in chutes if not c.remote]
+    plan_chutes(local, early_folders(ChuteSet(local), settings), [host.node])
     return chutes, host
 
 

@@ -25,11 +25,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from runtime.errors import ConfigError
 from runtime.planner.model import parse_params
 from runtime.planner.selector import NodeSelector
+from runtime.remote import check_url
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[^\s]+$")
@@ -107,6 +109,78 @@ class ChuteSettings(BaseModel):
         description="prefix routing also follows the engines' KV-cache events (vLLM): exact, "
         "at one /tokenize call per request (bench/routing.py measured it slower on CPU engines)",
     )
+
+    url: tuple[str, ...] = Field(
+        (),
+        description="an OpenAI-compatible engine chutebox does not start, http://host:port "
+        "(repeatable: one per replica); `model` is then the name that engine serves",
+        json_schema_extra={"flag": "--url"},
+    )
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the key of the engine at `url`"
+    )
+    api_key_path: Path | None = Field(
+        None, description="file holding the key of the engine at `url` (its first line)"
+    )
+    nodes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="nodes one replica spans, each running `chutebox serve` with the same "
+        "config and its own --node-rank (the engine's own multi-node launch)",
+    )
+    dist_port: int = Field(
+        29500,
+        ge=1,
+        le=65535,
+        description="port on the leader node where a multi-node engine's ranks meet (vLLM "
+        "--master-port, SGLang --dist-init-addr)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            check_url(url)
+        return value
+
+    @model_validator(mode="after")
+    def _remote_or_local(self) -> ChuteSettings:
+        remote = ("api_key_env", "api_key_path")
+        if not self.url:
+            given = [name for name in remote if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given[0]} names the key of an engine at `url`; give url")
+            return self
+        if self.api_key_env is not None and self.api_key_path is not None:
+            raise ValueError("give the remote engine's key as api_key_env or api_key_path, "
+                             "not both")  # fmt: skip
+        started = [name for name in ("engine_args", "python", "revision", "params",
+                                     "max_model_len", "node_selector")
+                   if getattr(self, name)]  # fmt: skip
+        if started:
+            raise ValueError(f"{started[0]} is for engines chutebox starts; the engine at "
+                             "`url` runs elsewhere")  # fmt: skip
+        if self.nodes > 1:
+            raise ValueError("nodes is for engines chutebox starts; the engine at `url` "
+                             "runs elsewhere")  # fmt: skip
+        if self.replicas is not None and self.replicas != len(self.url):
+            raise ValueError(f"replicas={self.replicas} but {len(self.url)} url(s): each url "
+                             "is one replica")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _one_group(self) -> ChuteSettings:
+        if self.nodes > 1 and (self.replicas or 1) > 1:
+            raise ValueError(
+                "a chute spanning several nodes runs one replica here; run another group "
+                "and list both leaders as `url`s of one chute"
+            )
+        return self
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.url)
 
     @field_validator("node_selector")
     @classmethod
@@ -255,6 +329,18 @@ class Settings(BaseModel):
     access_log: bool = Field(True, description="log one line per request")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    node_rank: int = Field(
+        0,
+        ge=0,
+        le=63,
+        description="this node's rank in chutes spanning several nodes: 0 runs the gateway "
+        "and rank 0 of each engine, others only their engines' share",
+    )
+    leader_address: str = Field(
+        "127.0.0.1",
+        description="address of the node of rank 0, as the other nodes reach it (vLLM "
+        "--master-addr, SGLang --dist-init-addr)",
+    )
     chutes: tuple[ChuteSettings, ...] = Field((), json_schema_extra={"no_flag": True})
 
     @field_validator("api_keys")
@@ -286,7 +372,7 @@ def _from_env(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, A
         name = env_name(field, _extra(model, field))
         if name and environ.get(name):
             raw = environ[name]
-            if field in ("api_keys", "cors_origins"):
+            if field in ("api_keys", "cors_origins", "url"):
                 values[field] = [k.strip() for k in raw.split(",") if k.strip()]
             else:
                 values[field] = raw

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from runtime.fields import EngineFields
 from runtime.host import Host
 from runtime.hub import HubAccess
 from runtime.layout import plan_chutes
+from runtime.planner.plan import ReplicaPlan
 from runtime.process import ChildProcess, free_port
+from runtime.remote import Answer, FollowTimes, follow
 from runtime.routing.policy import RoutingPolicy
 from runtime.sources import prepare, resolve_source
 from runtime.upstream import Upstream
@@ -69,6 +72,8 @@ class SupervisorConfig:
     link: str = "unix"
     # Probes of a replica found unreachable come this often until it answers or is restarted.
     suspect_interval: float = 1.0
+    # Where the ranks of a chute spanning nodes meet: the leader node's address.
+    leader_address: str = "127.0.0.1"
 
 
 def engine_device(chute: Chute, host: Host) -> Device:
@@ -116,7 +121,9 @@ class Supervisor:
             shutil.rmtree(self.private_dir, ignore_errors=True)
 
     async def _boot(self) -> None:
-        chutes = list(self.chutes)
+        for chute in (c for c in self.chutes if c.remote):
+            self._follow_remote(chute)
+        chutes = [c for c in self.chutes if not c.remote]
         folders = await asyncio.gather(*(self._prepare(c) for c in chutes))
         prepared = {c.name: f for c, f in zip(chutes, folders, strict=True) if f is not None}
         live = [c for c in chutes if c.name in prepared]
@@ -128,7 +135,8 @@ class Supervisor:
             return
         for chute in live:
             chute_plan = layout.for_chute(chute.name)
-            if any(len(r.placements) > 1 for r in chute_plan.replicas):
+            spans = any(len(r.placements) > 1 for r in chute_plan.replicas)
+            if spans and chute.settings.nodes == 1:
                 self._fail(chute, "needs several nodes; run the commands `chutebox plan` prints")
                 continue
             count = len(chute_plan.replicas)
@@ -141,6 +149,66 @@ class Supervisor:
             for replica in chute.replicas:
                 task = self._run(chute, replica, prepared[chute.name])
                 self._tasks.append(asyncio.create_task(task, name=f"{chute.name}/{replica.index}"))
+
+    def _follow_remote(self, chute: Chute) -> None:
+        chute.replicas = [Replica(i, remote=endpoint) for i, endpoint in enumerate(chute.remote)]
+        chute.phase = ChuteState.STARTING
+        for replica in chute.replicas:
+            task = self._follow(chute, replica)
+            self._tasks.append(asyncio.create_task(task, name=f"{chute.name}/{replica.index}"))
+
+    async def _follow(self, chute: Chute, replica: Replica) -> None:
+        """Probe a remote replica for as long as the gateway runs (`runtime.remote`)."""
+        endpoint = replica.remote
+        assert endpoint is not None
+        label = f"{chute.name}/{replica.index}"
+
+        async def answered() -> None:
+            if chute.fields is None:
+                chute.fields = await self._read_fields(chute, endpoint)
+            if replica.state is not ChuteState.READY:
+                log.info("[%s] ready: %s answers", label, endpoint.address)
+            replica.endpoint, replica.state, replica.detail = endpoint, ChuteState.READY, ""
+
+        def silent(reason: str) -> None:
+            if replica.state is ChuteState.READY or not replica.detail:
+                log.warning("[%s] not ready: %s", label, reason)
+            replica.endpoint, replica.state, replica.detail = None, ChuteState.UNREACHABLE, reason
+
+        times = FollowTimes(self.config.probe_interval, self.config.suspect_interval)
+        await follow(lambda: self._probe_remote(chute, endpoint), replica.suspect, times,
+                     answered, silent)  # fmt: skip
+
+    async def _probe_remote(self, chute: Chute, endpoint: Endpoint) -> Answer:
+        """Whether the engine at `endpoint` answers with its key and serves the chute."""
+        assert self._upstream is not None
+        where = endpoint.address + chute.backend.ready_path
+        try:
+            response = await asyncio.wait_for(
+                self._upstream.send(endpoint, "GET", chute.backend.ready_path), timeout=10
+            )
+            async with response:
+                body = await response.read()
+        except TimeoutError:
+            return Answer(False, f"{where}: no answer in 10s")
+        except Exception as exc:  # refused, reset, unknown host: the probe failed
+            return Answer(False, f"{where}: {exc}")
+        if response.status in (401, 403):
+            return Answer(False, f"{where} refused chutebox's key (HTTP {response.status}); "
+                          "check the chute's api_key_env or api_key_path")  # fmt: skip
+        if response.status != 200:
+            return Answer(False, f"{where} answered HTTP {response.status}")
+        try:
+            listing = json.loads(body)
+        except ValueError:
+            return Answer(False, f"{where} did not answer JSON: is it an OpenAI-compatible server?")
+        card = card_for(chute.engine_model, listing)
+        if not card:
+            served = ", ".join(model_ids(listing)) or "no model"
+            return Answer(False, f"{where} serves {served}, not {chute.engine_model} (the "
+                          "chute's `model` must be the name that engine serves)")  # fmt: skip
+        chute.card = chute.card or card
+        return Answer(True)
 
     async def _prepare(self, chute: Chute) -> Path | None:
         try:
@@ -209,6 +277,9 @@ class Supervisor:
             custom_all_reduce=chute.settings.custom_all_reduce,
             cache_dir=str(self.config.cache_dir),
             kv_events=self._kv_events_endpoint(chute),
+            nodes=replica.plan.nodes,
+            master_addr=self.config.leader_address,
+            master_port=chute.settings.dist_port,
         )
 
     def _kv_events_endpoint(self, chute: Chute) -> str:
@@ -221,16 +292,6 @@ class Supervisor:
             return ""
         assert self.private_dir is not None
         return f"ipc://{self.private_dir}/k{self._lives}.ipc"
-
-    def _environment(self, chute: Chute, replica: Replica, extra: dict[str, str]) -> dict[str, str]:
-        env = {**self.host.environ, **ENGINE_ENV}
-        for name in replica.plan.env_unset:
-            env.pop(name, None)
-        env.update(replica.plan.env)
-        if replica.plan.placements:
-            env["CUDA_VISIBLE_DEVICES"] = replica.plan.visible_devices
-        # A chute's `env` may override what the backend set (settings checked it holds no key).
-        return {**env, **extra, **chute.settings.env}
 
     async def _serve_once(self, chute: Chute, replica: Replica, model_path: Path) -> str:
         """Run one engine life; returns why it ended."""
@@ -246,7 +307,11 @@ class Supervisor:
         log.info("[%s] starting engine: %s", label, " ".join(redact(spec.argv, key)))
         try:
             write_private_files(spec)
-            await engine.start(spec.argv, self._environment(chute, replica, dict(spec.env)))
+            env = engine_environment(self.host, chute, replica.plan, 0, spec.env)
+            await engine.start(spec.argv, env)
+            if replica.plan.nodes > 1:
+                replica.detail = waiting_for_nodes(chute, self.config.leader_address,
+                                                   replica.detail)  # fmt: skip
             card = await self._wait_ready(chute, engine, endpoint)
             chute.card = chute.card or card
             if chute.fields is None:
@@ -285,6 +350,27 @@ class Supervisor:
         except Exception:  # refused, reset, timed out, not JSON: the probe simply failed
             return 0, None
 
+    async def _healthy(self, chute: Chute, replica: Replica, endpoint: Endpoint) -> bool:
+        """The engine's health route; for a replica spanning nodes, one generated token:
+        vLLM's /health checks only the leader's own engine process, and a request is what
+        finds a rank on another node gone (measured: /health 200, then a request 500 and
+        the engine exits, which the watch then sees)."""
+        routes = chute.fields.routes if chute.fields is not None else None
+        if replica.plan.nodes > 1 and routes and ("POST", "/v1/completions") in routes:
+            body = json.dumps({"model": chute.engine_model, "prompt": "ping", "max_tokens": 1})
+            assert self._upstream is not None
+            try:
+                response = await asyncio.wait_for(
+                    self._upstream.send(endpoint, "POST", "/v1/completions", body.encode()), 30
+                )
+                async with response:
+                    await response.read()
+                return response.status == 200
+            except Exception:  # refused, reset, timed out: the probe failed
+                return False
+        status, _ = await self._get(endpoint, chute.backend.health_path)
+        return status == 200
+
     async def _check_key_required(self, chute: Chute, endpoint: Endpoint) -> None:
         """As the Chutes templates do: an engine that answers without its key is not started."""
         keyless = Endpoint(endpoint.address, api_key="")
@@ -308,7 +394,7 @@ class Supervisor:
             status, body = await self._get(endpoint, chute.backend.ready_path)
             if status == 200:
                 await self._check_key_required(chute, endpoint)
-                return card_for(chute.name, body)
+                return card_for(chute.engine_model, body)
             await asyncio.sleep(1.0)
         raise EngineStartError(
             f"engine not ready after {chute.settings.startup_timeout:.0f}s; "
@@ -346,8 +432,7 @@ class Supervisor:
                     await engine.wait()  # its last lines, often the reason, reach the log
                     return f"engine exited with code {exited.result()}:\n{engine.last_lines(10)}"
                 replica.suspect.clear()
-                status, _ = await self._get(endpoint, chute.backend.health_path)
-                if status == 200:
+                if await self._healthy(chute, replica, endpoint):
                     misses = 0
                     if replica.state is ChuteState.UNREACHABLE:
                         replica.state, replica.detail = ChuteState.READY, ""
@@ -358,6 +443,32 @@ class Supervisor:
                     return f"engine failed {misses} health probes in a row"
         finally:
             exited.cancel()
+
+
+def engine_environment(host: Host, chute: Chute, plan: ReplicaPlan, rank: int,
+                       extra: Mapping[str, str]) -> dict[str, str]:  # fmt: skip
+    """An engine's environment: the host's, the engine defaults, the plan's NCCL settings and
+    GPUs (on the replica's node of `rank`), the backend's, then the chute's own `env`."""
+    env = {**host.environ, **ENGINE_ENV}
+    for name in plan.env_unset:
+        env.pop(name, None)
+    env.update(plan.env)
+    devices = plan.devices_on(rank)
+    if devices:
+        env["CUDA_VISIBLE_DEVICES"] = devices
+    # A chute's `env` may override what the backend set (settings checked it holds no key).
+    return {**env, **extra, **chute.settings.env}
+
+
+def waiting_for_nodes(chute: Chute, leader: str, before: str) -> str:
+    """What a multi-node replica waits for while its engine starts: every rank joining."""
+    nodes = chute.settings.nodes
+    ranks = ", ".join(str(r) for r in range(1, nodes))
+    text = (f"waiting for node rank(s) {ranks} to join at {leader}:{chute.settings.dist_port} "
+            f"(on each: chutebox serve with this config and --node-rank N "
+            f"--leader-address {leader})")  # fmt: skip
+    first = before.removeprefix("restarting: ").splitlines()[0] if before else ""
+    return f"{text}; before: {first}" if first else text
 
 
 def private_folder() -> Path:
@@ -388,6 +499,11 @@ def remove_private_files(spec: LaunchSpec, socket_path: str) -> None:
     for path in (*spec.files, *([socket_path] if socket_path else [])):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def model_ids(listing: Any) -> list[str]:
+    data = listing.get("data") if isinstance(listing, dict) else None
+    return [str(e.get("id")) for e in data or [] if isinstance(e, dict)]
 
 
 def card_for(name: str, listing: Any) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Launch commands for a replica spread over several nodes: vLLM on Ray, SGLang's own flags.
+"""Launch commands for a replica spread over several nodes: chutebox's own (one per node,
+which starts that node's ranks with the engine's multi-node flags), and for reference the
+engines' documented ones: vLLM on Ray, SGLang's flags.
 
-chutebox does not build a cluster layer; it prints the commands the engines document, with the
-plan's sizes filled in. Node names stand for the hosts' addresses.
+chutebox does not build a cluster layer: on each node it runs the engine's own multi-node
+launch. Node names stand for the hosts' addresses.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ from runtime.planner.plan import ReplicaPlan
 
 RAY_PORT = 6379
 SGLANG_PORT = 5000
+
+
+def chutebox_commands(replica: ReplicaPlan, config: str) -> list[str]:
+    """`chutebox serve` on every node of the replica; rank 0 also runs the gateway."""
+    head = replica.placements[0].node
+    return [f"[{p.node}] chutebox serve --config {shlex.quote(config)} --node-rank {rank} "
+            f"--leader-address {head}" for rank, p in enumerate(replica.placements)]  # fmt: skip
 
 
 def vllm_ray_commands(replica: ReplicaPlan, model: str, served_name: str) -> list[str]:

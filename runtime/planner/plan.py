@@ -53,6 +53,8 @@ class ChuteRequest:
     # copy of the model on tensor × pipeline GPUs, and they share the chute's concurrency.
     data_parallel_size: int | None = None
     parallel: bool = True  # the engine can split a model across GPUs (vLLM, SGLang)
+    # Nodes one replica spans (the engine's own multi-node launch), each alike the one given.
+    nodes: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,17 @@ class ReplicaPlan:
 
     @property
     def visible_devices(self) -> str:
-        return ",".join(str(i) for i in self.placements[0].gpus) if self.placements else ""
+        return self.devices_on(0)
+
+    def devices_on(self, rank: int) -> str:
+        """CUDA_VISIBLE_DEVICES on the replica's node of `rank` ("" on CPU)."""
+        if rank >= len(self.placements):
+            return ""
+        return ",".join(str(i) for i in self.placements[rank].gpus)
+
+    @property
+    def nodes(self) -> int:
+        return max(1, len(self.placements))
 
 
 @dataclass(frozen=True)
@@ -408,9 +420,76 @@ def _place(req: ChuteRequest, free: _Free) -> tuple[_Shape, ReplicaPlan, list[st
 
 def _cpu_plan(req: ChuteRequest) -> ChutePlan:
     count = req.replicas or 1
-    reasons = ("no GPUs: the engine runs on CPU"
-               + (f", {count} replicas sharing the cores" if count > 1 else ""),)  # fmt: skip
-    return ChutePlan(req.name, "cpu", tuple(ReplicaPlan(()) for _ in range(count)), reasons)
+    reasons = ["no GPUs: the engine runs on CPU"
+               + (f", {count} replicas sharing the cores" if count > 1 else "")]  # fmt: skip
+    placements: tuple[Placement, ...] = ()
+    if req.nodes > 1:
+        placements = tuple(Placement(f"node{i}", ()) for i in range(req.nodes))
+        reasons.append(f"spans {req.nodes} nodes: the engine's ranks split evenly over them "
+                       "(its own multi-node launch)")  # fmt: skip
+    replicas = tuple(ReplicaPlan(placements) for _ in range(count))
+    return ChutePlan(req.name, "cpu", replicas, tuple(reasons))
+
+
+def _spread_sizes(req: ChuteRequest, per_node: int) -> tuple[int, int]:
+    """(tensor, pipeline) for a replica over `req.nodes` nodes of `per_node` GPUs each.
+    Unfixed: tensor parallel over a node's GPUs, one pipeline stage per node (what vLLM's
+    and SGLang's multi-node guides advise: tensor parallel needs the fast links inside a
+    node). A fixed tensor size larger than a node spans nodes, with one stage."""
+    nodes, tp, pp = req.nodes, req.tensor_parallel_size, req.pipeline_parallel_size
+    if tp is None and pp is None:
+        sizes = [t for t in range(1, per_node + 1) if splits(req.facts, t)]
+        return max(sizes), nodes
+    if tp is None:
+        assert pp is not None
+        fits = [t for t in range(1, per_node * nodes + 1)
+                if splits(req.facts, t) and (t * pp) % nodes == 0
+                and t * pp // nodes <= per_node]  # fmt: skip
+        if not fits:
+            raise PlanError(f"{req.name}: pipeline {pp} does not split over {nodes} nodes of "
+                            f"{per_node} GPUs")  # fmt: skip
+        return max(fits), pp
+    if pp is None:
+        pp = nodes if tp <= per_node else 1
+    return tp, pp
+
+
+def _spread(req: ChuteRequest, free: _Free, reasons: list[str]) -> ReplicaPlan:
+    """One replica over `req.nodes` nodes alike the first given: each node's share on the
+    same GPU indices."""
+    if (req.data_parallel_size or 1) > 1:
+        raise PlanError(f"{req.name}: data parallel inside a replica spanning nodes is not "
+                        "planned here; run one group per replica")  # fmt: skip
+    node = free.nodes[0]
+    types = free.types(req.selector)
+    if not types:
+        raise PlanError(f"{req.name}: no free GPU matches its node selector")
+    gpu_id, memory = max(types, key=lambda t: (len(free.of_type(node.name, t[0])), t[1]))
+    per_node = len(free.of_type(node.name, gpu_id))
+    tp, pp = _spread_sizes(req, per_node)
+    world = tp * pp
+    if world % req.nodes or world // req.nodes > per_node:
+        raise PlanError(f"{req.name}: tensor {tp} × pipeline {pp} = {world} ranks do not split "
+                        f"evenly over {req.nodes} nodes of {per_node} {gpu_id}")  # fmt: skip
+    if req.facts is not None and (req.facts.weight_bytes or req.facts.params):
+        need, _ = _need(req, reasons)
+        if need / world > memory * GB:
+            raise PlanError(f"{req.name}: needs {need / GB:.1f} GB, {need / world / GB:.1f} GB "
+                            f"per GPU over {world} GPUs, more than a {gpu_id}'s "
+                            f"{memory:.0f} GB")  # fmt: skip
+    gpus = free.take(node, gpu_id, world // req.nodes)
+    assert gpus is not None
+    placements = tuple(Placement(f"node{i}", gpus) for i in range(req.nodes))
+    reasons.append(f"spans {req.nodes} nodes: tensor parallel {tp} × pipeline parallel {pp}, "
+                   f"{world // req.nodes} × {gpu_id} ({memory:.0f} GB) on each node "
+                   "(the engine's own multi-node launch)")  # fmt: skip
+    env: tuple[tuple[str, str], ...] = ()
+    unset: tuple[str, ...] = ()
+    if nvlink_class(gpu_id):
+        unset = NCCL_REENABLE
+    else:
+        env = (("NCCL_P2P_DISABLE", "1"),)
+    return ReplicaPlan(placements, gpu_id=gpu_id, tp=tp, pp=pp, env=env, env_unset=unset)
 
 
 def plan(requests: Sequence[ChuteRequest], nodes: Sequence[Node]) -> Plan:
@@ -422,6 +501,10 @@ def plan(requests: Sequence[ChuteRequest], nodes: Sequence[Node]) -> Plan:
     replicas: dict[str, list[ReplicaPlan]] = {}
     reasons: dict[str, list[str]] = {}
     for req in requests:
+        if req.nodes > 1:
+            why: list[str] = []
+            replicas[req.name], reasons[req.name] = [_spread(req, free, why)], why
+            continue
         shape, first, why = _place(req, free)
         shapes[req.name], replicas[req.name], reasons[req.name] = shape, [first], why
         for _ in range((req.replicas or 1) - 1):
@@ -431,7 +514,8 @@ def plan(requests: Sequence[ChuteRequest], nodes: Sequence[Node]) -> Plan:
                                 f"{len(replicas[req.name])} fit on the free GPUs")  # fmt: skip
             replicas[req.name].append(extra)
     # Left-over GPUs go, in turn, to chutes that did not fix their replica count.
-    auto = [r for r in requests if r.replicas is None and not shapes[r.name].multinode]
+    auto = [r for r in requests if r.name in shapes and r.replicas is None
+            and not shapes[r.name].multinode]  # fmt: skip
     placed = True
     while placed:
         placed = False

@@ -6,24 +6,25 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from runtime.planner.multinode import sglang_commands, vllm_ray_commands
+from runtime.planner.multinode import chutebox_commands, sglang_commands, vllm_ray_commands
 from runtime.planner.plan import Plan
 
 
-def as_json(plan: Plan, models: dict[str, str]) -> str:
+def as_json(plan: Plan, models: dict[str, str], config: str = "CONFIG") -> str:
     data: dict[str, Any] = asdict(plan)
     for chute, chute_data in zip(plan.chutes, data["chutes"], strict=True):
         multi = [r for r in chute.replicas if len(r.placements) > 1]
         if multi:
             model = models.get(chute.name, chute.name)
             chute_data["commands"] = {
+                "chutebox": chutebox_commands(multi[0], config),
                 "vllm_ray": vllm_ray_commands(multi[0], model, chute.name),
                 "sglang": sglang_commands(multi[0], model, chute.name),
             }
     return json.dumps(data, indent=2)
 
 
-def as_table(plan: Plan, models: dict[str, str]) -> str:
+def as_table(plan: Plan, models: dict[str, str], config: str = "CONFIG") -> str:
     header = ("chute", "replica", "GPUs", "TP×PP", "weights/GPU", "KV/GPU", "free/GPU")
     rows: list[tuple[str, ...]] = []
     for chute in plan.chutes:
@@ -42,9 +43,14 @@ def as_table(plan: Plan, models: dict[str, str]) -> str:
         lines += [f"  - {reason}" for reason in chute.reasons]
         for replica in (r for r in chute.replicas if len(r.placements) > 1):
             model = models.get(chute.name, chute.name)
-            lines.append("  vLLM on Ray:")
+            count = len(replica.placements)
+            lines.append(
+                f"  on each node (its entry says nodes = {count}; the leader serves the API):"
+            )
+            lines += [f"    {c}" for c in chutebox_commands(replica, config)]
+            lines.append("  or by hand, vLLM on Ray:")
             lines += [f"    {c}" for c in vllm_ray_commands(replica, model, chute.name)]
-            lines.append("  SGLang:")
+            lines.append("  or by hand, SGLang:")
             lines += [f"    {c}" for c in sglang_commands(replica, model, chute.name)]
             break
     if plan.unused:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,12 +13,20 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.e2e.conftest import API_KEY, MODEL
+from tests.e2e.conftest import API_KEY, ENGINE_ARGS, MODEL
 from tests.support.kit import run_kit, statuses
-from tests.support.servers import ROOT, Served, free_port, stop_group, wait_for
+from tests.support.servers import (
+    ROOT,
+    Served,
+    chutebox_serve,
+    free_port,
+    stop_group,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 OPENAI_SPEC = ROOT.parent / "shared" / "openai-openapi.yaml"
+ENGINE_KEY = "vllm-own-key"
 
 
 def test_chutebox_on_vllm_passes_every_check(vllm_gateway: Served, tmp_path: Path) -> None:
@@ -66,12 +76,16 @@ def direct_vllm(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     """vLLM's own OpenAI server on the same tiny model, no chutebox in front."""
     port = free_port()
     log = tmp_path_factory.mktemp("direct") / "vllm.log"
+    # The flags chutebox's own chute passes, so that a gateway in front of it (below) can
+    # pass the same checks.
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-            str(tiny_model), "--served-model-name", MODEL, "--api-key", API_KEY, "--port",
-            str(port), "--dtype", "bfloat16", "--max-model-len", "512", "--enforce-eager",
-            "--kv-cache-memory-bytes", "268435456"]  # fmt: skip
+            str(tiny_model), "--served-model-name", MODEL, "--api-key", ENGINE_KEY, "--port",
+            str(port), "--kv-cache-memory-bytes", "268435456",
+            *shlex.split(ENGINE_ARGS)]  # fmt: skip
+    env = {**os.environ, "VLLM_ENFORCE_STRICT_TOOL_CALLING": "0",
+           "VLLM_ENABLE_RESPONSES_API_STORE": "1"}  # fmt: skip
     with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # fmt: skip
     try:
         wait_for(f"http://127.0.0.1:{port}/health", 400, proc, log)
@@ -81,8 +95,8 @@ def direct_vllm(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_path: Path) -> None:
-    code, report, output = run_kit(tmp_path, "--base-url", direct_vllm, "--api-key", API_KEY,
-                                   "--model", MODEL)  # fmt: skip
+    code, report, output = run_kit(tmp_path, "--base-url", direct_vllm, "--api-key",
+                                   ENGINE_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
     assert code == 1, output  # it ran to the end and found differences
     assert len(seen) == 41 and "Traceback" not in output
@@ -91,6 +105,27 @@ def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_
                   "headers/invocation-id", "headers/connections"):  # fmt: skip
         assert seen[check] == "fail", output
     assert seen["chat/non-stream"] == "pass" and seen["streaming/sse"] == "pass"
+
+
+def test_chutebox_in_front_of_a_vllm_it_did_not_start_passes_every_check(
+    direct_vllm: str, tmp_path: Path
+) -> None:
+    """The same vLLM server as above, now a remote chute (`url`): every check the kit
+    failed on plain vLLM passes through the gateway."""
+    config = tmp_path / "remote.toml"
+    config.write_text(f'[[chutes]]\nname = "{MODEL}"\nmodel = "{MODEL}"\nurl = ["{direct_vllm}"]\n'
+                      'api_key_env = "VLLM_KEY"\n')  # fmt: skip
+    env = {"CHUTEBOX_API_KEYS": API_KEY, "VLLM_KEY": ENGINE_KEY}
+    with chutebox_serve(["--config", str(config)], tmp_path / "gw.log", env=env) as served:
+        code, report, output = run_kit(tmp_path, "--base-url", served.base_url, "--api-key",
+                                       API_KEY, "--model", MODEL)  # fmt: skip
+    seen = statuses(report)
+    assert code == 0 and len(seen) == 41, output
+    for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
+                  "headers/invocation-id", "headers/connections", "chat/non-stream"):  # fmt: skip
+        assert seen[check] == "pass", output
+    skipped = {name.split("/")[0] for name, status in seen.items() if status == "skip"}
+    assert skipped <= {"embeddings", "images", "rerank", "tools"}, output
 
 
 LITELLM_PYTHON = ROOT / ".venv-litellm" / "bin" / "python"

@@ -75,3 +75,12 @@ def test_abort_uses_the_request_id() -> None:
     assert backend.request_id_field == "rid"
     call = backend.abort_call("abc")
     assert call is not None and (call.path, dict(call.body)) == ("/abort_request", {"rid": "abc"})
+
+
+def test_every_node_runs_the_same_command_with_its_rank() -> None:
+    for rank in (0, 1):
+        spec = SGLangBackend().launch(
+            request(nodes=2, node_rank=rank, master_addr="10.0.0.1", master_port=29511)
+        )
+        argv = " ".join(spec.argv)
+        assert f"--nnodes 2 --node-rank {rank} --dist-init-addr 10.0.0.1:29511" in argv

@@ -140,3 +140,73 @@ def test_the_flag_spellings_are_vllms() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert parsed == {flag: 3 for flag, _ in pairs}
+
+
+def test_a_leader_node_adds_vllms_multi_node_flags() -> None:
+    spec = VLLMBackend().launch(request(
+        engine_args=("--tensor-parallel-size", "2"), cpu_ids=(0,), nodes=2,
+        master_addr="10.0.0.1", master_port=29511,
+    ))  # fmt: skip
+    argv = " ".join(spec.argv)
+    assert "vllm.entrypoints.openai.api_server" in argv and "--uds" in argv
+    assert "--nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29511" in argv
+    assert "--headless" not in argv
+    # One of the two ranks runs here: one core set.
+    assert spec.env["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+
+
+def test_other_nodes_run_vllms_headless_serve_without_key_or_listener() -> None:
+    spec = VLLMBackend().launch(request(
+        engine_args=("-tp", "2"), cpu_ids=(1,), nodes=2, node_rank=1,
+        master_addr="10.0.0.1", master_port=29511,
+    ))  # fmt: skip
+    assert spec.argv[:3] == ("py", "-m", "engines.vllm_node")
+    argv = " ".join(spec.argv)
+    assert "--nnodes 2 --node-rank 1 --master-addr 10.0.0.1 --master-port 29511 --headless" in argv
+    assert "--uds" not in argv and "--port" not in argv
+    assert "VLLM_API_KEY" not in spec.env
+    assert spec.env["VLLM_TARGET_DEVICE"] == "cpu"  # vllm-cpu: see engines/vllm_node.py
+    assert spec.env["VLLM_CPU_OMP_THREADS_BIND"] == "1"
+
+
+def test_under_ray_the_leader_starts_alone_and_other_nodes_nothing() -> None:
+    ray = ("--distributed-executor-backend", "ray")
+    sizes = {"tensor_parallel": 8, "pipeline_parallel": 2, "master_addr": "h", "master_port": 1}
+    leader = VLLMBackend().launch(request(engine_args=ray, device="cuda", nodes=2, **sizes))
+    assert "--nnodes" not in leader.argv and "--pipeline-parallel-size" in leader.argv
+    worker = VLLMBackend().launch(request(engine_args=ray, device="cuda", nodes=2, node_rank=1))
+    assert worker.argv == ()
+
+
+@pytest.mark.parametrize("arg", ["--nnodes", "--node-rank", "--master-addr", "--master-port",
+                                 "--headless"])  # fmt: skip
+def test_the_multi_node_flags_are_chuteboxs(arg: str) -> None:
+    with pytest.raises(ConfigError, match=arg):
+        VLLMBackend().check_args([arg, "1"])
+
+
+HEADLESS = """
+import json, sys
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+args = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))
+print(json.dumps({k: getattr(args, k) for k in ("nnodes", "node_rank", "master_addr",
+      "master_port", "headless", "tensor_parallel_size", "model")}))
+"""
+
+
+@pytest.mark.slow
+def test_the_headless_command_means_what_it_says_to_vllms_parser() -> None:
+    """The argv given to engines.vllm_node, read back by the parser it hands it to."""
+    pytest.importorskip("vllm")
+    spec = VLLMBackend().launch(request(engine_args=("-tp", "2"), nodes=2, node_rank=1,
+                                        master_addr="10.0.0.1", master_port=29511))  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", HEADLESS, json.dumps(list(spec.argv[3:]))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed == {"nnodes": 2, "node_rank": 1, "master_addr": "10.0.0.1",
+                      "master_port": 29511, "headless": True, "tensor_parallel_size": 2,
+                      "model": "/m"}  # fmt: skip

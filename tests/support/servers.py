@@ -55,8 +55,10 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def fake_engine(name: str = "tiny", key: str = "engine-key") -> Iterator[Endpoint]:
-    port = free_port()
+def fake_engine(
+    name: str = "tiny", key: str = "engine-key", port: int | None = None
+) -> Iterator[Endpoint]:
+    port = port or free_port()
     argv = [sys.executable, "-m", "engines.fake", "--port", str(port),
             "--served-model-name", name]  # fmt: skip
     env = {**os.environ, "CHUTEBOX_ENGINE_KEY": key}
@@ -84,6 +86,7 @@ class Served:
 def chutebox_serve(
     args: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
     ready_timeout: float = 300, command: Sequence[str] | None = None, port: int | None = None,
+    ready_path: str = "/ready",
 ) -> Iterator[Served]:  # fmt: skip
     port = port or free_port()
     argv = [*(command or [sys.executable, "-m", "runtime.cli", "serve"]), *args]
@@ -96,7 +99,7 @@ def chutebox_serve(
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(base + "/ready", ready_timeout, proc, log)
+        wait_for(base + ready_path, ready_timeout, proc, log)
         yield Served(proc, base, log)
     finally:
         stop_group(proc)

@@ -10,7 +10,7 @@ import pytest
 from runtime.errors import ConfigError
 from runtime.planner.inventory import Node, parse_gpu_spec
 from runtime.planner.model import ModelFacts, facts_from_config
-from runtime.planner.multinode import sglang_commands, vllm_ray_commands
+from runtime.planner.multinode import chutebox_commands, sglang_commands, vllm_ray_commands
 from runtime.planner.plan import ChuteRequest, Plan, PlanError, plan
 from runtime.planner.selector import NodeSelector
 
@@ -266,3 +266,51 @@ def test_sizes_that_cannot_be_honoured_are_refused_with_the_reason() -> None:
     with pytest.raises(PlanError, match="pipeline 2, data parallel 4"):
         plan([ChuteRequest("m", LLAMA_70B, pipeline_parallel_size=2, data_parallel_size=4)],
              nodes("4x4090"))  # fmt: skip
+
+
+def test_a_chute_told_to_span_nodes_takes_a_node_per_pipeline_stage() -> None:
+    result = plan([ChuteRequest("deepseek", DEEPSEEK_V3, max_model_len=8192, concurrency=1,
+                                nodes=2)], nodes("8xH100-80GB"))  # fmt: skip
+    replica = result.for_chute("deepseek").replicas[0]
+    assert (replica.tp, replica.pp, replica.nodes) == (8, 2, 2)
+    assert [(p.node, p.gpus) for p in replica.placements] == [
+        ("node0", tuple(range(8))), ("node1", tuple(range(8))),
+    ]  # fmt: skip
+    assert replica.devices_on(1) == "0,1,2,3,4,5,6,7"
+    assert any("spans 2 nodes" in r for r in result.for_chute("deepseek").reasons)
+    assert replica.env_unset  # NVLink-class: NCCL left on
+    commands = chutebox_commands(replica, "c.toml")
+    assert (
+        commands[1] == "[node1] chutebox serve --config c.toml --node-rank 1 --leader-address node0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tp", "pp", "expected"),
+    [(16, None, (16, 1, 8)), (4, None, (4, 2, 4)), (None, 4, (4, 4, 8)), (8, 2, (8, 2, 8))],
+)
+def test_fixed_sizes_split_evenly_over_the_nodes(
+    tp: int | None, pp: int | None, expected: tuple[int, int, int]
+) -> None:
+    request = ChuteRequest("m", LLAMA_70B, nodes=2, tensor_parallel_size=tp,
+                           pipeline_parallel_size=pp, max_model_len=4096)  # fmt: skip
+    replica = plan([request], nodes("8xH100")).for_chute("m").replicas[0]
+    assert (replica.tp, replica.pp, len(replica.placements[0].gpus)) == expected
+
+
+def test_sizes_that_do_not_split_over_the_nodes_are_refused() -> None:
+    request = ChuteRequest("m", LLAMA_70B, nodes=2, tensor_parallel_size=8,
+                           pipeline_parallel_size=3)  # fmt: skip
+    with pytest.raises(PlanError, match="do not split evenly over 2 nodes"):
+        plan([request], nodes("8xH100"))
+
+
+def test_too_large_for_its_nodes_is_refused_with_the_numbers() -> None:
+    with pytest.raises(PlanError, match="more than a 4090's 24 GB"):
+        plan([ChuteRequest("m", DEEPSEEK_V3, nodes=2)], nodes("2x4090"))
+
+
+def test_on_cpu_a_spanning_chute_gets_one_placement_per_node() -> None:
+    result = plan([ChuteRequest("m", LLAMA_8B, nodes=2)], [Node("local", ())])
+    replica = result.for_chute("m").replicas[0]
+    assert replica.nodes == 2 and replica.visible_devices == "" and replica.devices_on(1) == ""
