@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a node's GPUs, e.g. 8xH100-80GB or 2x4090,1xL4; repeat once per node",
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--emit",
+        choices=["table", "json", "k8s"],
+        default="table",
+        help="k8s: Kubernetes manifests of the plan (a Deployment per chute, a LeaderWorkerSet "
+        "where a replica spans nodes, a Service, a ConfigMap; keys from a Secret)",
+    )
     _schema_flags(plan, Settings, "gateway")
     _schema_flags(plan, ChuteSettings, "one chute, inline")
     kit = commands.add_parser(
@@ -128,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def flags_from(namespace: argparse.Namespace) -> dict[str, Any]:
-    own = ("command", "config", "gpus", "json", "chute_files")
+    own = ("command", "config", "gpus", "json", "emit", "chute_files")
     flags = {k: v for k, v in vars(namespace).items() if k not in own}
     for name, value in list(flags.items()):
         if (
@@ -202,7 +209,17 @@ def plan(namespace: argparse.Namespace) -> int:
     layout = plan_for_settings(settings, os.environ, namespace.gpus)
     models = {c.served_name: c.model for c in settings.chutes}
     config = str(namespace.config) if namespace.config else "CONFIG"
-    print(as_json(layout, models, config) if namespace.json else as_table(layout, models, config))
+    emit = "json" if namespace.json else namespace.emit
+    if emit == "k8s":
+        from images.recipes import RECIPES
+        from runtime.k8s import manifests, render
+
+        images = {name: recipe().uid for name, recipe in RECIPES.items()}
+        print(render(manifests(layout, settings, images)), end="")
+    elif emit == "json":
+        print(as_json(layout, models, config))
+    else:
+        print(as_table(layout, models, config))
     return 0
 
 

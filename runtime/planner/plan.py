@@ -455,8 +455,9 @@ def _spread_sizes(req: ChuteRequest, per_node: int) -> tuple[int, int]:
 
 
 def _spread(req: ChuteRequest, free: _Free, reasons: list[str]) -> ReplicaPlan:
-    """One replica over `req.nodes` nodes alike the first given: each node's share on the
-    same GPU indices."""
+    """One replica over `req.nodes` nodes: on as many of the nodes given when there are
+    (`chutebox plan --gpus … --gpus …`), else on nodes alike the first (`chutebox serve` sees
+    its own node only), each node's share on the same GPU indices."""
     if (req.data_parallel_size or 1) > 1:
         raise PlanError(f"{req.name}: data parallel inside a replica spanning nodes is not "
                         "planned here; run one group per replica")  # fmt: skip
@@ -471,15 +472,22 @@ def _spread(req: ChuteRequest, free: _Free, reasons: list[str]) -> ReplicaPlan:
     if world % req.nodes or world // req.nodes > per_node:
         raise PlanError(f"{req.name}: tensor {tp} × pipeline {pp} = {world} ranks do not split "
                         f"evenly over {req.nodes} nodes of {per_node} {gpu_id}")  # fmt: skip
+    need = weights = 0.0
     if req.facts is not None and (req.facts.weight_bytes or req.facts.params):
-        need, _ = _need(req, reasons)
+        need, weights = _need(req, reasons)
         if need / world > memory * GB:
             raise PlanError(f"{req.name}: needs {need / GB:.1f} GB, {need / world / GB:.1f} GB "
                             f"per GPU over {world} GPUs, more than a {gpu_id}'s "
                             f"{memory:.0f} GB")  # fmt: skip
-    gpus = free.take(node, gpu_id, world // req.nodes)
-    assert gpus is not None
-    placements = tuple(Placement(f"node{i}", gpus) for i in range(req.nodes))
+    share = world // req.nodes
+    hosts = [n for n in free.nodes if len(free.of_type(n.name, gpu_id)) >= share]
+    if len(free.nodes) >= req.nodes and len(hosts) >= req.nodes:
+        taken = [(n.name, free.take(n, gpu_id, share)) for n in hosts[: req.nodes]]
+        placements = tuple(Placement(name, gpus) for name, gpus in taken if gpus is not None)
+    else:
+        gpus = free.take(node, gpu_id, share)
+        assert gpus is not None
+        placements = tuple(Placement(f"node{i}", gpus) for i in range(req.nodes))
     reasons.append(f"spans {req.nodes} nodes: tensor parallel {tp} × pipeline parallel {pp}, "
                    f"{world // req.nodes} × {gpu_id} ({memory:.0f} GB) on each node "
                    "(the engine's own multi-node launch)")  # fmt: skip
@@ -489,7 +497,10 @@ def _spread(req: ChuteRequest, free: _Free, reasons: list[str]) -> ReplicaPlan:
         unset = NCCL_REENABLE
     else:
         env = (("NCCL_P2P_DISABLE", "1"),)
-    return ReplicaPlan(placements, gpu_id=gpu_id, tp=tp, pp=pp, env=env, env_unset=unset)
+    per_gpu = (weights / world / GB, (need - weights) / world / GB)
+    return ReplicaPlan(placements, gpu_id=gpu_id, tp=tp, pp=pp, weights_gb=per_gpu[0],
+                       kv_gb=per_gpu[1], free_gb=memory - sum(per_gpu), env=env,
+                       env_unset=unset)  # fmt: skip
 
 
 def plan(requests: Sequence[ChuteRequest], nodes: Sequence[Node]) -> Plan:
