@@ -24,6 +24,7 @@ from pathlib import Path
 
 from runtime.backend import LaunchRequest, split_args
 from runtime.chutes import Chute, ChuteSet
+from runtime.errors import ConfigError
 from runtime.host import Host
 from runtime.layout import plan_chutes
 from runtime.planner.plan import ReplicaPlan
@@ -60,10 +61,6 @@ class NodeShare:
 
     async def run(self) -> None:
         share = self.spanning()
-        if not share:
-            log.error("node rank %d: no chute of this config spans %d or more nodes; nothing "
-                      "runs here", self.rank, self.rank + 1)  # fmt: skip
-            return
         self.private_dir = private_folder()
         try:
             folders = await asyncio.gather(*(self._prepare(c) for c in share))
@@ -165,6 +162,11 @@ async def listening(address: str, port: int, timeout: float = 2.0) -> bool:
 
 def run_node(share: NodeShare) -> int:
     """Run this node's share until SIGTERM or Ctrl-C; engines are stopped on the way out."""
+    if not share.spanning():
+        raise ConfigError(
+            f"--node-rank {share.rank}: no chute of this config spans {share.rank + 1} or "
+            "more nodes (`nodes`), so nothing runs here"
+        )
 
     async def main() -> None:
         task = asyncio.current_task()

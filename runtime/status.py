@@ -33,7 +33,10 @@ def _replica(replica: Replica, full: bool) -> dict[str, Any]:
             "detail": replica.detail or None, "gpus": plan.visible_devices or "cpu",
             "gpu_id": plan.gpu_id, "tensor_parallel": plan.tp, "pipeline_parallel": plan.pp,
             "weights_gb": round(plan.weights_gb, 2), "kv_gb": round(plan.kv_gb, 2),
+            "nodes": plan.nodes,
         }  # fmt: skip
+        if replica.remote is not None:
+            info["url"] = replica.remote.address
     return info
 
 

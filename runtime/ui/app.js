@@ -46,8 +46,10 @@ function routingText(r) {
 
 function replicaItem(r) {
   const parts = [`#${r.index}`, r.state];
-  if (r.gpus !== undefined) parts.push(r.gpus === "cpu" ? "CPU" : `GPUs ${r.gpus}`);
-  if (r.tensor_parallel !== undefined) parts.push(`TP×PP ${r.tensor_parallel}×${r.pipeline_parallel}`);
+  if (r.url) parts.push(`at ${r.url}`);
+  else if (r.gpus !== undefined) parts.push(r.gpus === "cpu" ? "CPU" : `GPUs ${r.gpus}`);
+  if (r.nodes > 1) parts.push(`${r.nodes} nodes`);
+  if (r.tensor_parallel !== undefined && !r.url) parts.push(`TP×PP ${r.tensor_parallel}×${r.pipeline_parallel}`);
   if (r.outstanding !== undefined) parts.push(`${r.outstanding} in flight`);
   if (r.restarts) parts.push(`restarts ${r.restarts}`);
   const item = el("li", parts.join(" · "));

@@ -73,6 +73,7 @@ def test_a_remote_chute_is_routed_over_its_urls_with_the_engines_fields(
         assert ready["code"] == 200
         urls = [r["url"] for r in ready["chutes"]["tiny"]["replicas"]]
         assert urls == [f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"]
+        assert [r["url"] for r in status["replicas"]] == urls  # the status page shows them
 
 
 def test_requests_move_off_a_remote_replica_that_went_away(tmp_path: Path) -> None:
@@ -167,3 +168,32 @@ def test_a_bad_remote_chute_leaves_the_others_serving(tmp_path: Path) -> None:
         assert eventually(lambda: ready_of(base)["chutes"]["tiny"]["state"] == "ready")
         reply = httpx.post(base + "/v1/chat/completions", json=CHAT, headers=HEADERS)
         assert reply.status_code == 200, reply.text
+
+
+def test_a_remote_sglang_request_is_aborted_by_its_id_when_the_client_leaves(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    config = tmp_path / "chutes.toml"
+    config.write_text(
+        f'[[chutes]]\nname = "sg"\nmodel = "sg"\nengine = "sglang"\n'
+        f'url = ["http://127.0.0.1:{port}"]\napi_key_env = "ENGINE_KEY"\n'
+    )
+    env = {"CHUTEBOX_API_KEYS": KEY, "ENGINE_KEY": "engine-key"}
+    stream = {"model": "sg", "stream": True, "fake_delay": 0.2,
+              "messages": [{"role": "user", "content": " ".join(["w"] * 50)}]}  # fmt: skip
+    with (
+        fake_engine("sg", port=port) as engine,
+        chutebox_serve(["--config", str(config)], tmp_path / "gw.log", env=env) as served,
+        httpx.Client(base_url=served.base_url, headers=HEADERS) as client,
+    ):
+        with client.stream("POST", "/v1/chat/completions", json=stream) as reply:
+            assert reply.status_code == 200
+            invocation = reply.headers["x-chutes-invocationid"]
+            next(reply.iter_raw())  # started; leaving the block disconnects
+
+        def aborted() -> bool:
+            stats = httpx.get(engine.address + "/fake/stats").json()
+            return invocation in stats["aborted"]
+
+        assert eventually(aborted, 10), "no /abort_request with the request's rid reached it"

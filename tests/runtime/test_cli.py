@@ -63,6 +63,13 @@ def test_flags_come_from_the_schema() -> None:
         (["--model", "/tmp", "--revision", "main"], "40-hex"),
         (["--model", "/tmp", "--engine", "sglang"], "cannot import sglang; install it there"),
         (["--model", "/tmp", "--python", "/no/such/python"], "cannot be run"),
+        (["--model", "/tmp", "--engine", "fake", "--node-rank", "1"], "nothing runs here"),
+        (["--model", "/tmp", "--engine", "fake", "--nodes", "2"], "runs on one node"),
+        (
+            ["--model", "m", "--url", "http://e:1", "--api-key-env", "NOPE_UNSET"],
+            "NOPE_UNSET is not set",
+        ),
+        (["--model", "m", "--url", "http://e:1/v1"], "without a path"),
     ],
 )
 def test_config_errors_exit_2_before_anything_starts(args: list[str], message: str) -> None:
