@@ -82,3 +82,12 @@ class Admission:
             "X-Chutes-Conn-Available": str(self.limit - self.used),
             "X-Chutes-Conn-Utilization": f"{self.used / self.limit:.2f}",
         }
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """`headers()` as an ASGI reply carries them (lower-case names, bytes)."""
+        used = self.used
+        return [
+            (b"x-chutes-conn-used", b"%d" % used),
+            (b"x-chutes-conn-available", b"%d" % (self.limit - used)),
+            (b"x-chutes-conn-utilization", b"%.2f" % (used / self.limit)),
+        ]

@@ -14,17 +14,18 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from runtime.access import AccessLog
-from runtime.auth import AuthMiddleware, public_routes
+from runtime.auth import AuthMiddleware, KeyCheck, public_routes
 from runtime.chutes import ChuteSet
-from runtime.dispatch import DirectRoutes, build_routes
+from runtime.dispatch import DirectApp, build_routes
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError, MethodNotAllowedError, NotFoundError
 from runtime.gateway import Gateway, Limits
 from runtime.invocation import InvocationMiddleware
 from runtime.metrics import CONTENT_TYPE, Metrics
-from runtime.observe import ObserveMiddleware
+from runtime.observe import ObserveMiddleware, Observer
 from runtime.openapi import openapi_route
 from runtime.operations import OPERATIONS, exact_table, without_page
 from runtime.record import record_of
@@ -87,7 +88,7 @@ def create_app(
     *,
     api_keys: tuple[str, ...] = (),
     supervisor: Supervisor | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings)."""
 
     metrics = Metrics(chutes) if settings.metrics else None
@@ -135,29 +136,28 @@ def create_app(
     routes: list[BaseRoute] = [*build_routes(operations), document]
     if metrics is not None:
         routes.append(metrics_route(metrics))
+    observer = Observer(metrics, access_log, traffic)
     middleware = [
-        Middleware(
-            ObserveMiddleware,
-            metrics=metrics,
-            access_log=access_log,
-            operations=exact_table(operations),
-            traffic=traffic,
-        ),
+        Middleware(ObserveMiddleware, observer=observer, operations=exact_table(operations)),
         Middleware(InvocationMiddleware),
     ]
     if settings.cors_origins:
         middleware.append(cors_middleware(settings.cors_origins))
+    check = None
     if api_keys:
         is_public = public_routes(settings.public_models,
                                   {op.path for op in operations if op.public})  # fmt: skip
-        middleware.append(Middleware(AuthMiddleware, keys=api_keys, is_public=is_public))
-    middleware.append(Middleware(DirectRoutes, routes=routes))
-    return Starlette(
+        check = KeyCheck(api_keys, is_public)
+        middleware.append(Middleware(AuthMiddleware, check=check))
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={ChuteboxError: _chutebox_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
+    if settings.cors_origins:
+        return app
+    return DirectApp(app, routes, observer, check)
 
 
 def cors_middleware(origins: tuple[str, ...]) -> Middleware:

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runtime.envelope import error_response
 from runtime.errors import AuthenticationError
-from runtime.record import record_of
+from runtime.record import RequestRecord, record_of
 
 IsPublic = Callable[[str, str], bool]
 # Served beside the operation table, public as on vLLM and TEI.
@@ -50,25 +50,21 @@ def key_matches(candidate: bytes, keys: tuple[bytes, ...]) -> bool:
     return found
 
 
-class AuthMiddleware:
-    """Reject requests without a configured key (401), except the public routes."""
+class KeyCheck:
+    """The configured keys, and which routes need none."""
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], is_public: IsPublic) -> None:
-        self.app = app
+    def __init__(self, keys: Iterable[str], is_public: IsPublic) -> None:
         self.keys = tuple(k.encode() for k in keys)
         self.is_public = is_public
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope, record: RequestRecord) -> AuthenticationError | None:
+        """Why the request may not pass (a 401), or None; notes a key sent in the record."""
         offered, bad_scheme = presented_keys(scope["headers"])
         authenticated = any(key_matches(k, self.keys) for k in offered)
         # On a public route a key is optional, and shows more where it is sent (/status).
         if authenticated or self.is_public(scope["method"], scope["path"]):
-            record_of(scope).authenticated = authenticated
-            await self.app(scope, receive, send)
-            return
+            record.authenticated = authenticated
+            return None
         if bad_scheme is not None:
             message = (f"Authorization: expected 'Bearer <key>' (or the bare key), not the "
                        f"{bad_scheme!r} scheme; X-API-Key: <key> works too")  # fmt: skip
@@ -76,8 +72,26 @@ class AuthMiddleware:
             message = "invalid API key"
         else:
             message = "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
-        exc = AuthenticationError(message, headers={"WWW-Authenticate": "Bearer"})
-        await error_response(exc, record_of(scope).dialect)(scope, receive, send)
+        return AuthenticationError(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class AuthMiddleware:
+    """Reject requests without a configured key (401), except the public routes."""
+
+    def __init__(self, app: ASGIApp, check: KeyCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = record_of(scope)
+        refused = self.check.refusal(scope, record)
+        if refused is None:
+            await self.app(scope, receive, send)
+        else:
+            await error_response(refused, record.dialect)(scope, receive, send)
 
 
 def public_routes(public_models: bool, public_paths: Iterable[str] = ()) -> IsPublic:

@@ -1,24 +1,31 @@
 """Routes derived from the operation table, and the direct path for the engine routes.
 
-The relay routes carry nearly all the load; going through Starlette's exception middleware
-and router costs each request a layer of wrappers and a regex per route tried (issue 11's
-profile). The outermost middleware already looked the request's operation up by its exact
-(path, method); an engine operation found there is served at once. Everything else — the
-gateway's own routes, routes with path parameters, unknown paths and methods — goes on to
-the router built from the same table.
+The relay routes carry nearly all the load. Through Starlette and the middleware stack each
+request paid a layer per middleware (a coroutine each, and a wrapper around `send` for
+three of them) and a regex per route tried (issues 11 and 18's profiles). `DirectApp` is the
+outermost app: an engine operation with an exact (path, method) runs in that one layer —
+the request's record, the key check, the invocation headers and `Server-Timing` added as
+the reply starts, the relay, then the metrics and access log — doing what the middleware
+does, from the same functions. Everything else (the gateway's own routes, routes with path
+parameters, unknown paths and methods, lifespan) goes to the Starlette app, built from the
+same table, whose middleware does the same per layer. With CORS configured every request
+takes the stack (CORS headers are added there).
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.auth import KeyCheck
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError
 from runtime.forward import Forward
+from runtime.invocation import internal_error, stamps
+from runtime.observe import Observer, server_timing
 from runtime.operation import Operation
 from runtime.operations import OPERATIONS
-from runtime.record import record_of
+from runtime.record import RequestRecord
 
 
 def build_routes(operations: tuple[Operation, ...] = OPERATIONS) -> list[Route]:
@@ -33,29 +40,58 @@ def build_routes(operations: tuple[Operation, ...] = OPERATIONS) -> list[Route]:
     return routes
 
 
-class DirectRoutes:
-    """Pure ASGI middleware: engine operations with exact paths, with the one error envelope."""
+class DirectApp:
+    """The outermost ASGI app: engine operations with exact paths in one layer, the rest
+    through `app` (the Starlette app with its middleware)."""
 
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: list[BaseRoute], observer: Observer, check: KeyCheck | None
+    ) -> None:
         self.app = app
-        self.table: dict[tuple[str, str], Route] = {}
+        self.observer = observer
+        self.check = check
+        self.table: dict[tuple[str, str], tuple[Route, Forward]] = {}
         for route in routes:
             if isinstance(route, Route) and isinstance(route.app, Forward) and route.app.op.exact:
-                self.table[(route.app.op.path, route.app.op.method)] = route
+                self.table[(route.app.op.path, route.app.op.method)] = (route, route.app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        record = record_of(scope)
-        op = record.operation
-        route = self.table.get((op.path, op.method)) if op is not None else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            found = self.table.get((scope["path"], scope["method"]))
+            if found is not None:
+                await self.direct(found, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def direct(
+        self, found: tuple[Route, Forward], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        route, forward = found
         scope["route"] = route  # as the router would set it
+        record = RequestRecord.begin(scope, forward.op)
+        extra = stamps(scope, record)
+        status = 500
+        started = False
+
+        async def reply(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                message["headers"] = [*message["headers"], *extra, server_timing(record)]
+            await send(message)
+
         try:
-            await route.app(scope, receive, send)
+            refused = self.check.refusal(scope, record) if self.check is not None else None
+            if refused is not None:
+                raise refused
+            await forward(scope, receive, reply)
         except ChuteboxError as exc:
             # Raised before the reply started: Forward sends nothing until the engine answers.
-            await error_response(exc, record.dialect)(scope, receive, send)
+            await error_response(exc, record.dialect)(scope, receive, reply)
+        except Exception:
+            error = internal_error(record)
+            if started:
+                raise
+            await error_response(error, record.dialect)(scope, receive, reply)
+        finally:
+            self.observer.answered(scope, record, status)

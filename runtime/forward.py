@@ -255,7 +255,7 @@ def _call(
         path,
         body,
         method=op.method,
-        headers=chute.admission.headers,
+        headers=chute.admission.raw_headers,
         on_done=done,
         metrics=gateway.metrics,
         keepalive=gateway.keepalive,

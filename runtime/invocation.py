@@ -14,11 +14,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError
-from runtime.record import record_of
+from runtime.record import RequestRecord, record_of
 
 log = logging.getLogger("chutebox.app")
 
 INVOCATION_HEADER = b"x-chutes-invocationid"
+
+
+def stamps(scope: Scope, record: RequestRecord) -> list[tuple[bytes, bytes]]:
+    """The headers every reply gets: the invocation id, and the caller's request id."""
+    extra = [(INVOCATION_HEADER, record.invocation_id.encode())]
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            extra.append((b"x-request-id", value))
+            break
+    return extra
+
+
+def internal_error(record: RequestRecord) -> ChuteboxError:
+    """An unexpected exception, as the client sees it (the traceback goes to the log)."""
+    log.exception("unhandled error in invocation %s", record.invocation_id)
+    return ChuteboxError(f"internal error (invocation {record.invocation_id})")
 
 
 class InvocationMiddleware:
@@ -32,12 +48,7 @@ class InvocationMiddleware:
             await self.app(scope, receive, send)
             return
         record = record_of(scope)
-        invocation_id = record.invocation_id
-        request_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        extra = [(INVOCATION_HEADER, invocation_id.encode())]
-        if request_id is not None:
-            extra.append((b"x-request-id", request_id))
-
+        extra = stamps(scope, record)
         started = False
 
         async def stamped(message: Message) -> None:
@@ -50,8 +61,7 @@ class InvocationMiddleware:
         try:
             await self.app(scope, receive, stamped)
         except Exception:
-            log.exception("unhandled error in invocation %s", invocation_id)
+            error = internal_error(record)
             if started:
                 raise
-            error = ChuteboxError(f"internal error (invocation {invocation_id})")
             await error_response(error, record.dialect)(scope, receive, stamped)

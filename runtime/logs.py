@@ -24,11 +24,19 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
+        return self._time(record.created, record.msecs)
+
+    def _time(self, created: float, msecs: float) -> str:
         second, stamp = self._stamp
-        if int(record.created) != second:
-            stamp = time.strftime(self.default_time_format, self.converter(record.created))
-            self._stamp = (int(record.created), stamp)
-        return f"{stamp},{int(record.msecs):03d}"  # logging's default_msec_format
+        if int(created) != second:
+            stamp = time.strftime(self.default_time_format, self.converter(created))
+            self._stamp = (int(created), stamp)
+        return f"{stamp},{int(msecs):03d}"  # logging's default_msec_format
+
+    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
+        """What `format` makes of an INFO record with this message, made without one."""
+        msecs = (created - int(created)) * 1000
+        return f"{self._time(created, msecs)} INFO    {logger}: {message}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,6 +54,17 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
+        """What `format` makes of an INFO record with this message and fields."""
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+            "level": "info",
+            "logger": logger,
+            "message": message,
+            **fields,
+        }
         return orjson.dumps(entry, default=str).decode()
 
 
@@ -81,6 +100,12 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def add_lines(self, lines: list[str]) -> None:
+        """Lines already formatted as this handler's formatter would (`line()`), all at once."""
+        with self.lock:  # type: ignore[union-attr]
+            self.lines.extend(lines)
             self._write()
 
     def _write(self) -> None:

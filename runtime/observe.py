@@ -26,22 +26,49 @@ CLIENT_CLOSED = 499
 OTHER = "other"
 
 
+class Observer:
+    """Where an answered request is counted, timed and logged."""
+
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        access_log: AccessLog | None,
+        traffic: Traffic | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.traffic = traffic
+
+    def answered(self, scope: Scope, record: RequestRecord, status: int) -> None:
+        elapsed = perf_counter() - record.started
+        if record.disconnected:
+            status = CLIENT_CLOSED
+        if record.operation is not None:
+            path = record.operation.path
+        else:
+            route = scope.get("route")
+            path = getattr(route, "path", OTHER) if route is not None else OTHER
+        if self.metrics is not None:
+            self.metrics.answered(record.chute, path, status, elapsed)
+        if self.access_log is not None:
+            self.access_log.add(scope, record, status, elapsed)
+        if self.traffic is not None:
+            tokens = record.usage.completion_tokens if record.usage is not None else 0
+            self.traffic.answered(record.chute, status, tokens, record.ttft)
+
+
 class ObserveMiddleware:
     """Count, time and log every HTTP request; stamp `Server-Timing` on every reply."""
 
     def __init__(
         self,
         app: ASGIApp,
-        metrics: Metrics | None,
-        access_log: AccessLog | None,
+        observer: Observer,
         operations: Mapping[tuple[str, str], Operation],
-        traffic: Traffic | None = None,
     ) -> None:
         self.app = app
-        self.metrics = metrics
-        self.access_log = access_log
+        self.observer = observer
         self.operations = operations
-        self.traffic = traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,23 +87,7 @@ class ObserveMiddleware:
         try:
             await self.app(scope, receive, timed)
         finally:
-            self._record(scope, record, status, perf_counter() - record.started)
-
-    def _record(self, scope: Scope, record: RequestRecord, status: int, elapsed: float) -> None:
-        if record.disconnected:
-            status = CLIENT_CLOSED
-        if record.operation is not None:
-            path = record.operation.path
-        else:
-            route = scope.get("route")
-            path = getattr(route, "path", OTHER) if route is not None else OTHER
-        if self.metrics is not None:
-            self.metrics.answered(record.chute, path, status, elapsed)
-        if self.access_log is not None:
-            self.access_log.add(scope, record, status, elapsed)
-        if self.traffic is not None:
-            tokens = record.usage.completion_tokens if record.usage is not None else 0
-            self.traffic.answered(record.chute, status, tokens, record.ttft)
+            self.observer.answered(scope, record, status)
 
 
 def server_timing(record: RequestRecord) -> tuple[bytes, bytes]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import TypeVar
 
@@ -111,7 +111,7 @@ class EngineCall:
         body: bytes | None,
         *,
         method: str = "POST",
-        headers: Callable[[], Mapping[str, str]] = dict,
+        headers: Callable[[], list[tuple[bytes, bytes]]] = list,
         on_done: Callable[[], None] | None = None,
         abort: AbortCall | None = None,
         metrics: Metrics | None = None,
@@ -187,7 +187,7 @@ class EngineCall:
 
     def _start(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> dict[str, object]:
         headers = [(b"content-type", content_type.encode()), *extra]
-        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers().items()]
+        headers += self.headers()
         return {"type": "http.response.start", "status": 200, "headers": headers}
 
     async def _open(self) -> UpstreamResponse:

@@ -106,3 +106,45 @@ def test_nothing_is_kept_when_the_logger_does_not_log_info() -> None:
 
 async def _add(log: AccessLog, request: dict[str, Any]) -> None:
     log.add(request, record(), 200, 0.001)
+
+
+class Lines:
+    """A stream that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_with_chuteboxs_own_handler_each_line_is_what_a_record_would_have_made() -> None:
+    """The batch skips making records when `configure_logging`'s handler is the only one;
+    the lines must be the same as through a record, in both formats."""
+    from runtime.logs import BatchingHandler, JsonFormatter, TextFormatter
+
+    for formatter in (TextFormatter(), JsonFormatter()):
+        fast, slow = Lines(), Lines()
+        own = BatchingHandler(fast)
+        own.setFormatter(formatter)
+        through_records = BatchingHandler(slow)
+        through_records.setFormatter(formatter)
+        through_records.addFilter(lambda r: True)  # a filter: records must be made
+        logs = [
+            AccessLog(logger_with(h, f"lines.{i}")) for i, h in enumerate((own, through_records))
+        ]
+
+        async def add(log: AccessLog) -> None:
+            log.add(scope("/v1/x%20y"), record("tiny", "abc", Usage(12, 5)), 200, 0.0123)
+            log.add(scope(), record("", "def"), 401, 0.0004)
+            log._pending = [e._replace(ended=1795990000.25 + i) for i, e in enumerate(log._pending)]
+            log.flush()
+
+        for log in logs:
+            asyncio.run(add(log))
+        # The two loggers differ only in their names.
+        slow_text = slow.text.replace("test.access.lines.1", "test.access.lines.0")
+        assert fast.text == slow_text and fast.text.count("\n") == 2
