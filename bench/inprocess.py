@@ -61,10 +61,8 @@ async def drive(app: Any, requests: int, rounds: int, profile: cProfile.Profile 
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await inbox.put({"type": "lifespan.startup"})
-    lifespan = asyncio.ensure_future(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": state},
-            inbox.get, outbox.put)  # fmt: skip
-    )
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
+    lifespan = asyncio.ensure_future(app(scope, inbox.get, outbox.put))
     await outbox.get()
 
     async def one() -> None:

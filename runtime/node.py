@@ -29,11 +29,11 @@ from runtime.host import Host
 from runtime.layout import plan_chutes
 from runtime.planner.plan import ReplicaPlan
 from runtime.process import ChildProcess, free_port
-from runtime.sources import prepare, resolve_source
 from runtime.supervisor import (
     SupervisorConfig,
     engine_device,
     engine_environment,
+    prepare_model,
     private_folder,
     remove_private_files,
     write_private_files,
@@ -63,7 +63,8 @@ class NodeShare:
         share = self.spanning()
         self.private_dir = private_folder()
         try:
-            folders = await asyncio.gather(*(self._prepare(c) for c in share))
+            prepared = (prepare_model(c, self.host, self.config) for c in share)
+            folders = await asyncio.gather(*prepared)
             layout = plan_chutes(share, dict(zip([c.name for c in share], folders, strict=True)),
                                  [self.host.node])  # fmt: skip
             lives = [self._keep(c, layout.for_chute(c.name).replicas[0], folder)
@@ -71,16 +72,6 @@ class NodeShare:
             await asyncio.gather(*lives)
         finally:
             shutil.rmtree(self.private_dir, ignore_errors=True)
-
-    async def _prepare(self, chute: Chute) -> Path:
-        return await prepare(
-            resolve_source(chute.settings, chute.backend.single_file_suffixes),
-            cache_dir=self.config.cache_dir,
-            python=chute.settings.python or sys.executable,
-            env={**self.host.environ, **chute.settings.env},
-            access=self.config.hub,
-            label=chute.name,
-        )
 
     def _request(self, chute: Chute, plan: ReplicaPlan, model_path: Path) -> LaunchRequest:
         assert self.private_dir is not None

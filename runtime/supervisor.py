@@ -212,14 +212,7 @@ class Supervisor:
 
     async def _prepare(self, chute: Chute) -> Path | None:
         try:
-            return await prepare(
-                resolve_source(chute.settings, chute.backend.single_file_suffixes),
-                cache_dir=self.config.cache_dir,
-                python=chute.settings.python or sys.executable,
-                env={**self.host.environ, **chute.settings.env},
-                access=self.config.hub,
-                label=chute.name,
-            )
+            return await prepare_model(chute, self.host, self.config)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -443,6 +436,18 @@ class Supervisor:
                     return f"engine failed {misses} health probes in a row"
         finally:
             exited.cancel()
+
+
+async def prepare_model(chute: Chute, host: Host, config: SupervisorConfig) -> Path:
+    """The folder the chute's engine loads: downloaded or converted once, cached."""
+    return await prepare(
+        resolve_source(chute.settings, chute.backend.single_file_suffixes),
+        cache_dir=config.cache_dir,
+        python=chute.settings.python or sys.executable,
+        env={**host.environ, **chute.settings.env},
+        access=config.hub,
+        label=chute.name,
+    )
 
 
 def engine_environment(host: Host, chute: Chute, plan: ReplicaPlan, rank: int,

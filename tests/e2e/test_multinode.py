@@ -9,34 +9,25 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.servers import ROOT, chutebox_serve, descendants, free_port, stop_group
+from tests.support.servers import (
+    ROOT,
+    chutebox_serve,
+    descendants,
+    eventually,
+    free_port,
+    ready_of,
+    stop_group,
+)
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 KEY = "cpk_multinode"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 CHAT = {"model": "tiny-2n", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
-
-
-def eventually(check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
-
-
-def ready_of(base: str) -> dict[str, Any]:
-    reply = httpx.get(base + "/ready", timeout=5)
-    return {"code": reply.status_code, **reply.json()}
 
 
 def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -6,14 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.support.servers import chutebox_serve, fake_engine, free_port
+from tests.support.servers import chutebox_serve, eventually, fake_engine, free_port, ready_of
 
 KEY = "cpk_remote_test"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -24,20 +21,6 @@ def refusing_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
-
-
-def ready_of(base: str) -> dict[str, Any]:
-    reply = httpx.get(base + "/ready", timeout=5)
-    return {"code": reply.status_code, **reply.json()}
 
 
 def test_a_remote_chute_is_routed_over_its_urls_with_the_engines_fields(

@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,6 +40,22 @@ def wait_for(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = No
         time.sleep(0.25)
     tail = log.read_text()[-4000:] if log else ""
     raise TimeoutError(f"{url} not {status} after {timeout}s:\n{tail}")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.25) -> Any:
+    """`check()`'s first truthy value, or its last value once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def ready_of(base_url: str) -> dict[str, Any]:
+    """A gateway's `/ready`: its status code as `code`, and its body."""
+    reply = httpx.get(base_url + "/ready", timeout=5)
+    return {"code": reply.status_code, **reply.json()}
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
