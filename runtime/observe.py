@@ -1,9 +1,11 @@
 """Per-request observation: the access log entry, request metrics, and `Server-Timing`.
 
-Pure ASGI, and the outermost layer: it makes the request's record (`runtime.record`), looking
-its operation up in the route table, so every layer inside reads one typed record. Its log
-line names the invocation id and the status the client really got; what the route learned
-(the chute, the engine's share of the time, the usage) comes back through the record.
+`Observer` counts, times and logs an answered request. `ObserveMiddleware`, pure ASGI and the
+outermost layer of the Starlette stack, makes the request's record (`runtime.record`), looking
+its operation up in the route table, so every layer inside reads one typed record; the relay
+routes skip the stack and do the same in `runtime.dispatch.DirectApp`. The log line names the
+invocation id and the status the client really got; what the route learned (the chute, the
+engine's share of the time, the usage) comes back through the record.
 """
 
 from __future__ import annotations

@@ -26,17 +26,20 @@ from runtime.traffic import Traffic
 
 def _replica(replica: Replica, full: bool) -> dict[str, Any]:
     info: dict[str, Any] = {"index": replica.index, "state": replica.state.value}
-    if full:
-        plan = replica.plan
-        info |= {
-            "outstanding": replica.outstanding, "restarts": replica.restarts,
-            "detail": replica.detail or None, "gpus": plan.visible_devices or "cpu",
-            "gpu_id": plan.gpu_id, "tensor_parallel": plan.tp, "pipeline_parallel": plan.pp,
-            "weights_gb": round(plan.weights_gb, 2), "kv_gb": round(plan.kv_gb, 2),
-            "nodes": plan.nodes,
-        }  # fmt: skip
-        if replica.remote is not None:
-            info["url"] = replica.remote.address
+    if not full:
+        return info
+    info |= {"outstanding": replica.outstanding, "restarts": replica.restarts,
+             "detail": replica.detail or None}  # fmt: skip
+    if replica.remote is not None:  # its GPUs are the remote engine's own business
+        info["url"] = replica.remote.address
+        return info
+    plan = replica.plan
+    info |= {
+        "gpus": plan.visible_devices or "cpu", "gpu_id": plan.gpu_id,
+        "tensor_parallel": plan.tp, "pipeline_parallel": plan.pp,
+        "weights_gb": round(plan.weights_gb, 2), "kv_gb": round(plan.kv_gb, 2),
+        "nodes": plan.nodes,
+    }  # fmt: skip
     return info
 
 
