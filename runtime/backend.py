@@ -128,7 +128,8 @@ class EngineBackend(Protocol):
     multi_node: bool
     # Whether the engine can listen on a Unix socket (then only chutebox's user can reach it).
     unix_socket: bool
-    # The module the engine's interpreter must be able to import, and how to install it.
+    # The module the engine's interpreter must be able to import, and how to install it; empty
+    # for a backend that starts nothing (its chutes name a `url`).
     module: str
     install_hint: str
     # The request field that carries chutebox's invocation id, for engines aborted by id.

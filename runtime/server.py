@@ -78,6 +78,9 @@ def build_chute(
     if settings.remote:
         return Chute(settings=settings, backend=backend, admission=admission,
                      remote=remote_endpoints(settings, environ or {}))  # fmt: skip
+    if not backend.module:  # nothing to start: a front for a server running elsewhere
+        raise ConfigError(f"chute {settings.served_name}: engine {backend.name} is a server "
+                          "chutebox does not start; give its `url`")  # fmt: skip
     if settings.nodes > 1 and not backend.multi_node:
         raise ConfigError(f"chute {settings.served_name}: engine {backend.name} runs on one "
                           "node; nodes > 1 needs vllm or sglang")  # fmt: skip

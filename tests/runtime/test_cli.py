@@ -70,6 +70,7 @@ def test_flags_come_from_the_schema() -> None:
             "NOPE_UNSET is not set",
         ),
         (["--model", "m", "--url", "http://e:1/v1"], "without a path"),
+        (["--model", "/tmp", "--engine", "openai"], "give its `url`"),
     ],
 )
 def test_config_errors_exit_2_before_anything_starts(args: list[str], message: str) -> None:
