@@ -136,6 +136,10 @@ class Chute:
     def state(self) -> ChuteState:
         if self.phase is not ChuteState.STARTING or not self.replicas:
             return self.phase
+        # Asked on every request: one ready replica settles it without building the set.
+        for replica in self.replicas:
+            if replica.state is ChuteState.READY:
+                return ChuteState.READY
         states = {r.state for r in self.replicas}
         order = (ChuteState.READY, ChuteState.UNREACHABLE, ChuteState.RESTARTING,
                  ChuteState.STARTING)  # fmt: skip
@@ -153,10 +157,8 @@ class Chute:
         return min(ready, key=lambda r: r.outstanding).endpoint if ready else None
 
     def require_ready(self) -> None:
-        if self.phase is ChuteState.STARTING:  # `state` is READY when one replica is
-            for replica in self.replicas:
-                if replica.state is ChuteState.READY:
-                    return
+        if self.state is ChuteState.READY:
+            return
         # A remote replica's reason names only its URL and what it answered; a local one's
         # may hold its engine's log lines, which stay in /ready and the log.
         details = [r.detail for r in self.replicas if r.detail and r.remote]

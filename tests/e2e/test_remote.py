@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from pathlib import Path
 
 import httpx
 
-from tests.support.servers import chutebox_serve, eventually, fake_engine, free_port, ready_of
+from tests.support.servers import (
+    chutebox_serve,
+    eventually,
+    fake_engine,
+    free_port,
+    ready_of,
+    refusing_address,
+)
 
 KEY = "cpk_remote_test"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello remote engine"}]}
-
-
-def refusing_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_a_remote_chute_is_routed_over_its_urls_with_the_engines_fields(
@@ -122,7 +122,7 @@ def test_a_bad_remote_chute_leaves_the_others_serving(tmp_path: Path) -> None:
     config.write_text(
         f'[[chutes]]\nname = "tiny"\nmodel = "tiny"\nurl = ["{url}"]\n'
         'api_key_env = "ENGINE_KEY"\n'
-        f'[[chutes]]\nname = "nowhere"\nmodel = "tiny"\nurl = ["{refusing_url()}"]\n'
+        f'[[chutes]]\nname = "nowhere"\nmodel = "tiny"\nurl = ["{refusing_address()}"]\n'
         f'[[chutes]]\nname = "wrong-key"\nmodel = "tiny"\nurl = ["{url}"]\n'
         'api_key_env = "OTHER_KEY"\n'
         f'[[chutes]]\nname = "wrong-name"\nmodel = "huge"\nurl = ["{url}"]\n'

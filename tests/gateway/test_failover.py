@@ -3,19 +3,11 @@ ready replica, and a 503 with Retry-After (never a 502) when none is left."""
 
 from __future__ import annotations
 
-import socket
-
 from runtime.chutes import ChuteState, Endpoint, Replica
 from tests.gateway.conftest import GatewayFactory
+from tests.support.servers import refusing_address
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello there"}]}
-
-
-def refusing_address() -> str:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_a_refusing_replica_is_marked_down_and_its_request_goes_to_another(

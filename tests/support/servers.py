@@ -42,6 +42,13 @@ def wait_for(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = No
     raise TimeoutError(f"{url} not {status} after {timeout}s:\n{tail}")
 
 
+def refusing_address() -> str:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.25) -> Any:
     """`check()`'s first truthy value, or its last value once `timeout` seconds passed."""
     deadline = time.monotonic() + timeout
