@@ -1,14 +1,17 @@
 """CPU per request of the gateway's ASGI app alone, driven in-process: no HTTP server between.
 
-    python bench/inprocess.py [--requests 2000] [--rounds 5] [--set FIELD=VALUE …] [--profile]
+    python bench/inprocess.py [--requests 300] [--rounds 40] [--set FIELD=VALUE …] [--profile]
 
 The fake upstream (bench/upstream.py) runs under uvicorn on core 1; this process, on core 0,
-calls the app as a server would (one request at a time: scope, body, reply) and measures its
-own CPU per request, best of `--rounds`: first for the minimal relay of bench/floor.py, then
-for chutebox's app as bench/relay.py builds it (auth, admission, validation, usage, metrics,
-access log on; `--set access_log=false` and the like for ablations). uvicorn's share, equal
-for both, is left out, so the difference is what the gateway's own path costs. `--profile`
-prints cProfile's top functions for chutebox (their times inflated by the profiler).
+calls the app as chutebox's server would (one request at a time: scope, body, reply; the
+server's disconnect extension offered) and measures its own CPU per request, best of
+`--rounds` short rounds (on a shared machine the best of many short rounds is the stable
+number; a few long ones each catch some noise): first for the minimal relay of
+bench/floor.py, then for chutebox's app as bench/relay.py builds it (auth, admission,
+validation, usage, metrics, access log on; `--set access_log=false` and the like for
+ablations). The HTTP server's share is left out, so the difference is what the gateway's
+own path costs. `--profile` prints cProfile's top functions for chutebox (their times
+inflated by the profiler).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from bench.floor import relay  # noqa: E402
 from runtime.admission import Admission  # noqa: E402
 from runtime.app import create_app  # noqa: E402
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.exchange import DISCONNECT  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.registry import load_backend  # noqa: E402
 from runtime.settings import ChuteSettings, Settings  # noqa: E402
@@ -81,11 +85,14 @@ async def drive(app: Any, requests: int, rounds: int, profile: cProfile.Profile 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
+        watched: list[Any] = []
+
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
                  "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
                  "headers": HEADERS, "client": ("127.0.0.1", 50000),
-                 "server": ("127.0.0.1", 8000), "state": dict(state)}  # fmt: skip
+                 "server": ("127.0.0.1", 8000), "state": dict(state),
+                 "extensions": {DISCONNECT: {"watch": watched.append}}}  # fmt: skip
         await app(scope, receive, send)
         done.set()
         assert sent[0]["status"] == 200, sent
@@ -109,8 +116,8 @@ async def drive(app: Any, requests: int, rounds: int, profile: cProfile.Profile 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()

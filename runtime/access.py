@@ -74,8 +74,10 @@ class AccessLog:
         own = self._own_handler()
         if own is not None:
             lines = own.formatter.line  # type: ignore[union-attr]
+            # The text format writes the message alone: its fields are not made.
+            with_fields = getattr(own.formatter, "writes_fields", True)
             name = self.logger.name
-            own.add_lines([lines(e.ended, name, *_message(e)) for e in pending])
+            own.add_lines([lines(e.ended, name, *_message(e, with_fields)) for e in pending])
             return
         for entry in pending:
             self.logger.handle(self._record(entry))
@@ -109,18 +111,22 @@ class AccessLog:
         return record
 
 
-def _message(entry: Entry) -> tuple[str, dict[str, Any]]:
-    """An entry's line and its fields (what the JSON format writes)."""
+def _message(entry: Entry, with_fields: bool = True) -> tuple[str, dict[str, Any]]:
+    """An entry's line and its fields (what the JSON format writes; empty without
+    `with_fields`)."""
     peer = f"{entry.client[0]}:{entry.client[1]}" if entry.client else "-"
-    fields: dict[str, Any] = {
-        "client": peer, "method": entry.method, "path": entry.path, "status": entry.status,
-        "duration_ms": round(entry.elapsed * 1000, 3), "chute": entry.chute,
-        "invocation_id": entry.invocation_id,
-    }  # fmt: skip
+    fields: dict[str, Any] = {}
+    if with_fields:
+        fields = {
+            "client": peer, "method": entry.method, "path": entry.path, "status": entry.status,
+            "duration_ms": round(entry.elapsed * 1000, 3), "chute": entry.chute,
+            "invocation_id": entry.invocation_id,
+        }  # fmt: skip
     tokens = ""
     if entry.usage is not None:
-        fields["prompt_tokens"] = entry.usage.prompt_tokens
-        fields["completion_tokens"] = entry.usage.completion_tokens
+        if with_fields:
+            fields["prompt_tokens"] = entry.usage.prompt_tokens
+            fields["completion_tokens"] = entry.usage.completion_tokens
         tokens = f" tokens={entry.usage.prompt_tokens}+{entry.usage.completion_tokens}"
     message = (f'{peer} "{entry.method} {entry.path}" {entry.status} '
                f"{entry.elapsed * 1000:.1f}ms chute={entry.chute}{tokens} "

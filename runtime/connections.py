@@ -9,11 +9,14 @@ costing their sender nothing. Here, per connection:
   of the request's first byte, on a reused connection), else 408 and close;
 - a request body may pause at most `body_timeout` between two pieces, else 408 (if no reply
   started yet) and close, which the app sees as the client leaving;
-- past `max_connections` open connections, a new one is answered 503 at once and closed.
+- past `max_connections` open connections, a new one is answered 503 at once and closed;
+- a keep-alive connection idle for uvicorn's `timeout_keep_alive` is closed.
 
 Deadlines are plain numbers on each connection, checked by one sweep per server every
 `SWEEP` seconds, not a timer armed and cancelled per request: on the relay path a request then
 costs two clock reads. A timeout fires up to `SWEEP` seconds late.
+
+Each request's ASGI side is an `Exchange` (runtime.exchange), in place of uvicorn's cycle.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
+import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from runtime.exchange import Exchange, default_head
 
 SWEEP = 0.25
 
@@ -69,7 +77,8 @@ class _Sweeper:
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with header and body timeouts and a cap on open connections.
+    """HttpToolsProtocol with header and body timeouts, a cap on open connections, and an
+    `Exchange` per request.
 
     `limits` and the sweeper are set on a subclass per server (`guarded_protocol`): uvicorn
     builds one protocol object per connection from the class alone.
@@ -77,6 +86,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     limits = ConnectionLimits()
     sweeper: _Sweeper | None = None
+    # uvicorn's default headers (a new list each second: the date) and their encoding.
+    default_head: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
+    cycle: Exchange | None  # type: ignore[assignment]
+    pipeline: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +97,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._headers_by: float | None = None
         # While a body is being read: when its last piece came (None: not reading a body).
         self._body_since: float | None = None
+        # Since when the connection has been idle between requests (None: not idle).
+        self._idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -101,6 +116,30 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cls.sweeper.ensure_running()
         self._headers_by = self.loop.time() + self.limits.header_timeout
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        if self.cycle is not None:
+            self.cycle.lost()
+        if self.flow is not None:
+            self.flow.resume_writing()
+        if exc is None:
+            self.transport.close()
+        self.parser = None  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._headers_by is None:  # a reused connection's next request: its own clock
@@ -108,29 +147,84 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._headers_by = None
-        super().on_headers_complete()
-        if self._expects_body():
-            self._body_since = self.loop.time()
+        parser = self.parser
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + url.path
+        scope["query_string"] = url.query or b""
+        previous = self.cycle
+        self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._default_head(),
+                              http_version != "1.0" and parser.should_keep_alive(),
+                              self.expect_100_continue, self.on_response_complete,
+                              self.logger)  # fmt: skip
+        # The body's clock runs from here; a request without one completes in this same
+        # `feed_data`, which stops it again (cheaper than reading the headers to know).
+        self._body_since = self.loop.time()
+        if previous is None or previous.response_complete:
+            self._start(self.cycle)
+        else:  # pipelined: it waits for the reply before it
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, self.app))
+
+    def _default_head(self) -> bytes:
+        headers = self.server_state.default_headers
+        cls = type(self)
+        if cls.default_head[0] is not headers:
+            cls.default_head = (headers, default_head(headers))
+        return cls.default_head[1]
+
+    def _start(self, exchange: Exchange) -> None:
+        task = self.loop.create_task(exchange.run(self.app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def on_body(self, body: bytes) -> None:
         self._body_since = self.loop.time()
-        super().on_body(body)
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle is None:
+            return
+        if cycle.response_complete:
+            return
+        cycle.feed(body)
+        if cycle.buffered > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
 
     def on_message_complete(self) -> None:
         self._body_since = None
-        super().on_message_complete()
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle is None:
+            return
+        if not cycle.response_complete:
+            cycle.complete()
 
-    def _expects_body(self) -> bool:
-        for name, value in self.headers:
-            if name == b"content-length":
-                return value.strip() not in (b"", b"0")
-            if name == b"transfer-encoding":
-                return b"chunked" in value.lower()
-        return False
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            exchange, _ = self.pipeline.pop()
+            self._start(exchange)
+        else:
+            self._idle_since = self.loop.time()
 
     def check(self, now: float) -> None:
         """Close this connection if it is past a deadline (called by the sweep)."""
         if self.transport is None or self.transport.is_closing():
+            return
+        if self._idle_since is not None:
+            if now - self._idle_since >= self.timeout_keep_alive:
+                self.transport.close()
             return
         if self._body_since is not None:
             if now - self._body_since < self.limits.body_timeout:

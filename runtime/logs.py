@@ -17,6 +17,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 class TextFormatter(logging.Formatter):
     """TEXT_FORMAT, its time formatted as logging's default does, the date part once a second."""
 
+    # `line` writes the message alone (runtime.access need not make the fields).
+    writes_fields = False
+
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self._stamp = (-1, "")  # one tuple: read and replaced whole, also across threads

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -27,6 +27,7 @@ from runtime.errors import (
     UpstreamError,
     from_engine_body,
 )
+from runtime.exchange import DISCONNECT
 from runtime.metrics import Metrics, StreamMeters
 from runtime.record import RequestRecord
 from runtime.upstream import Upstream, UpstreamBroken, UpstreamResponse
@@ -49,21 +50,47 @@ class ClientDisconnected(Exception):
     """The client went away before the reply was complete."""
 
 
-async def run_until_disconnect(receive: Receive, work: Awaitable[T], after: float = 0.0) -> T:
-    """Run `work` in this task; if the client disconnects first, cancel it (its cleanup runs,
-    closing the engine connection) and raise ClientDisconnected.
+async def run_until_disconnect(
+    receive: Receive,
+    work: Awaitable[T],
+    after: float = 0.0,
+    watch: Watch | None = None,
+    task: asyncio.Task[Any] | None = None,
+) -> T:
+    """Run `work` in this task (`task`, when the caller has it at hand); if the client
+    disconnects first, cancel it (its cleanup runs, closing the engine connection) and raise
+    ClientDisconnected.
 
-    One watcher task per request, cancelling this one, rather than a task for the work too.
-    With `after`, the watcher starts only once the work has run that long: most short
-    replies then need no task at all (a task was a tenth of a relayed request's CPU), and a
-    client that left early is still seen, `after` seconds late at most.
+    Where the server tells of a client leaving (`watch`: its DISCONNECT extension, see
+    `disconnect_watch`), it calls back and nothing waits. Otherwise one watcher task per
+    request reads `receive`, cancelling this one, rather than a task for the work too. With
+    `after`, the watcher starts only once the work has run that long: most short replies
+    then need no task at all (a task was a tenth of a relayed request's CPU), and a client
+    that left early is still seen, `after` seconds late at most.
     """
-    current = asyncio.current_task()
+    current = task or asyncio.current_task()
     assert current is not None
     disconnected = False
+    if watch is not None:
+
+        def lost() -> None:
+            nonlocal disconnected
+            disconnected = True
+            current.cancel()
+
+        watch(lost)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            current.uncancel()
+            raise ClientDisconnected() from None
+        finally:
+            watch(None)
     watcher: asyncio.Future[None] | None = None
 
-    async def watch() -> None:
+    async def read_until_gone() -> None:
         nonlocal disconnected
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -72,7 +99,7 @@ async def run_until_disconnect(receive: Receive, work: Awaitable[T], after: floa
 
     def start_watching() -> None:
         nonlocal watcher
-        watcher = asyncio.ensure_future(watch())
+        watcher = asyncio.ensure_future(read_until_gone())
 
     timer = None
     if after > 0:
@@ -91,6 +118,16 @@ async def run_until_disconnect(receive: Receive, work: Awaitable[T], after: floa
             timer.cancel()
         if watcher is not None:
             watcher.cancel()
+
+
+Watch = Callable[[Callable[[], None] | None], None]
+
+
+def disconnect_watch(scope: Scope) -> Watch | None:
+    """The server's way to tell of a client leaving, when it offers one (runtime.exchange)."""
+    extensions = scope.get("extensions")
+    offered = extensions.get(DISCONNECT) if extensions else None
+    return offered.get("watch") if offered else None
 
 
 class EngineCall:
@@ -149,7 +186,9 @@ class EngineCall:
         try:
             if self.shutdown.stopping:
                 raise GatewayStoppingError()
-            await run_until_disconnect(receive, self._relay(send, record), WATCH_AFTER)
+            relay = self._relay(send, record)
+            watch = disconnect_watch(scope)
+            await run_until_disconnect(receive, relay, WATCH_AFTER, watch, task)
         except ClientDisconnected:
             record.disconnected = True
             if self.metrics is not None:
@@ -190,17 +229,22 @@ class EngineCall:
         headers += self.headers()
         return {"type": "http.response.start", "status": 200, "headers": headers}
 
-    async def _open(self) -> UpstreamResponse:
-        endpoint = self.lease.endpoint
+    async def _fail_over(self, error: EngineDownError) -> UpstreamResponse:
         while True:
+            endpoint = self.lease.fail_over(error.message)
             try:
                 return await self.upstream.send(endpoint, self.method, self.path, self.body)
             except EngineDownError as exc:
-                endpoint = self.lease.fail_over(exc.message)
+                error = exc
 
     async def _relay(self, send: Send, record: RequestRecord) -> None:
         asked = perf_counter()
-        response = await self._open()
+        try:
+            response = await self.upstream.send(
+                self.lease.endpoint, self.method, self.path, self.body
+            )
+        except EngineDownError as exc:
+            response = await self._fail_over(exc)
         reusable = False
         try:
             if response.status >= 400:

@@ -139,6 +139,13 @@ class UpstreamResponse:
                 await self._wait()
 
     async def read(self) -> bytes:
+        if self._done and self._error is None:  # usual for a short reply: all of it is here
+            chunks = self._chunks
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self._buffered = 0
+            self._connection.resume()
+            return data
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
     async def json(self) -> Any:

@@ -18,6 +18,7 @@ from engines.vllm import VLLMBackend
 from runtime.admission import Admission
 from runtime.app import create_app
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
+from runtime.connections import ConnectionLimits, guarded_protocol
 from runtime.fields import EngineFields
 from runtime.settings import ChuteSettings, Settings
 from tests.support.servers import fake_engine
@@ -110,7 +111,12 @@ def make_gateway(
         chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend()),
                            chute("sg", SGLangBackend())])  # fmt: skip
         app = create_app(server, chutes, api_keys=KEYS)
-        return Gateway(stack.enter_context(serve_in_thread(app)), chutes)
+        # The client connections as `chutebox serve` runs them (runtime.connections).
+        limits = ConnectionLimits(
+            server.header_timeout, server.body_timeout, server.max_connections
+        )
+        served = serve_in_thread(app, http=guarded_protocol(limits))
+        return Gateway(stack.enter_context(served), chutes)
 
     with stack:
         yield make

@@ -4,6 +4,7 @@ work that ends first."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -68,3 +69,30 @@ def test_a_cancel_from_outside_is_not_taken_for_a_disconnect() -> None:
             await task
 
     asyncio.run(scenario())
+
+
+def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> None:
+    async def scenario() -> list[str]:
+        client = Client()
+        seen: list[str] = []
+        callbacks: list[Callable[[], None] | None] = []
+
+        async def work() -> None:
+            try:
+                await asyncio.sleep(30)
+            finally:
+                seen.append("work cleaned up")
+
+        task = asyncio.ensure_future(
+            run_until_disconnect(client.receive, work(), 0.0, callbacks.append)
+        )
+        await asyncio.sleep(0.01)
+        on_lost = callbacks[0]
+        assert on_lost is not None
+        on_lost()  # the server's connection_lost
+        with pytest.raises(ClientDisconnected):
+            await task
+        seen.append(f"receive called {client.calls}x, watch cleared: {callbacks[-1] is None}")
+        return seen
+
+    assert asyncio.run(scenario()) == ["work cleaned up", "receive called 0x, watch cleared: True"]

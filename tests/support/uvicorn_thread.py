@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -14,9 +15,11 @@ from tests.support.servers import free_port
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+def serve_in_thread(app: ASGIApp, http: Any = "auto") -> Iterator[str]:
+    """`http`: uvicorn's HTTP protocol, by name or class (the gateway's: runtime.connections)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            http=http)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -1,0 +1,301 @@
+"""One request and its reply on a client connection: the ASGI `receive` and `send`.
+
+What uvicorn's HTTP/1.1 cycle does, in fewer system calls and less Python per request —
+the relay routes are short requests where the server's own share is most of the gateway's
+cost (issue 18's profile: a reply written as head then body was two `write`s, each a trip
+through the kernel's TCP stack; an `asyncio.Event` per request; a timer armed and
+cancelled per reply for the keep-alive timeout; two regular expressions per header):
+
+- the reply's head waits for its first body piece and leaves in the same write; when no
+  piece follows in this turn of the event loop (a stream whose first event is still being
+  computed), the head goes out on its own at the next turn, so a client still sees the
+  status as soon as it is decided;
+- headers are checked for characters that would end a header early, once per reply over
+  all of them, not per header; the server's own (date, server) are encoded once a second
+  (`default_head`), not per reply;
+- `receive` waits on a future made only when it must wait;
+- the keep-alive timeout is a deadline the connection's sweep checks
+  (`runtime.connections`), not a timer per reply;
+- an app may ask to be told when the client leaves, through the ASGI extension
+  `DISCONNECT` in the scope (`scope["extensions"][DISCONNECT]["watch"](callback)`), instead
+  of keeping a task waiting in `receive` (runtime.streaming uses it when it is there).
+
+Otherwise it behaves as uvicorn's cycle does: `Expect: 100-continue`, HEAD, chunked
+replies when no length is given, `Connection: close`, a 500 when the app fails before
+replying and a closed connection when it fails after, flow control on slow readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+# What uvicorn refuses in header names (separators, controls) and values (controls but tab).
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_SERVER_ERROR = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"21"),
+    (b"connection", b"close"),
+]
+_NO_BODY_STATUS = (204, 304)
+# The ASGI extension this server offers: a callback when the client leaves mid-request.
+DISCONNECT = "chutebox.disconnect"
+# A body up to this size is joined to its head (a copy); a larger one is written beside it.
+_JOIN = 65536
+
+
+class Exchange:
+    """The ASGI side of one HTTP/1.1 request: its body as it arrives, its reply as sent.
+
+    The protocol feeds it (`feed`, `complete`, `lost`) and learns when the reply is done
+    through `on_response`.
+    """
+
+    __slots__ = (
+        "scope", "transport", "flow", "loop", "default_head", "on_response", "log",
+        "body", "more_body", "pending", "waiter", "disconnected", "keep_alive",
+        "waiting_for_100_continue", "response_started", "response_complete", "chunked",
+        "remaining", "head", "head_handle", "on_lost", "buffered",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        transport: asyncio.Transport,
+        flow: FlowControl,
+        loop: asyncio.AbstractEventLoop,
+        default_head: bytes,
+        keep_alive: bool,
+        expect_100_continue: bool,
+        on_response: Callable[[], None],
+        log: logging.Logger,
+    ) -> None:
+        self.scope = scope
+        self.transport = transport
+        self.flow = flow
+        self.loop = loop
+        # The server's own header lines (`default_head`), encoded.
+        self.default_head = default_head
+        self.on_response = on_response
+        self.log = log
+        # The request body not yet received by the app, and whether more is coming.
+        self.body: list[bytes] = []
+        self.buffered = 0  # bytes in `body`
+        self.more_body = True
+        # Something for `receive` to see (body, its end, a disconnect) since it last looked.
+        self.pending = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        self.response_started = False
+        self.response_complete = False
+        self.chunked = False
+        # Body bytes the reply's Content-Length still promises (when not chunked).
+        self.remaining = 0
+        # The reply's head, written with its first body piece or at the loop's next turn.
+        self.head: bytes | None = None
+        self.head_handle: asyncio.Handle | None = None
+        # Called if the client leaves before the reply is complete (`watch`).
+        self.on_lost: Callable[[], None] | None = None
+        scope["extensions"] = {DISCONNECT: {"watch": self.watch}}
+
+    # fed by the protocol
+    def feed(self, data: bytes) -> None:
+        self.body.append(data)
+        self.buffered += len(data)
+        self._wake()
+
+    def complete(self) -> None:
+        self.more_body = False
+        self._wake()
+
+    def lost(self) -> None:
+        if not self.response_complete:
+            self.disconnected = True
+            if self.on_lost is not None:
+                self.on_lost()
+        self._wake()
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` if the client leaves before the reply is complete (None: stop);
+        at once if it already left."""
+        self.on_lost = callback
+        if callback is not None and self.disconnected:
+            callback()
+
+    def _wake(self) -> None:
+        self.pending = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # running the app
+    async def run(self, app: Any) -> None:
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.log.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self._send_500()
+            else:
+                self._close()
+        else:
+            if result is not None:
+                self.log.error("ASGI callable should return None, but returned '%s'.", result)
+                self._close()
+            elif not self.response_started and not self.disconnected:
+                self.log.error("ASGI callable returned without starting response.")
+                await self._send_500()
+            elif not self.response_complete and not self.disconnected:
+                self.log.error("ASGI callable returned without completing response.")
+                self._close()
+        finally:
+            self.on_response = _nothing
+
+    async def _send_500(self) -> None:
+        await self.send({"type": "http.response.start", "status": 500, "headers": _SERVER_ERROR})
+        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+    def _close(self) -> None:
+        self._flush_head()
+        self.transport.close()
+
+    # the ASGI interface
+    async def receive(self) -> dict[str, Any]:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            if not self.pending:
+                self.waiter = self.loop.create_future()
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+            self.pending = False
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body = self.body
+        data = body[0] if len(body) == 1 else b"".join(body)
+        self.body, self.buffered = [], 0
+        return {"type": "http.request", "body": data, "more_body": self.more_body}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        kind = message["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', got '{kind}'.")
+            self._start(message["status"], message.get("headers", ()))
+        elif not self.response_complete:
+            if kind != "http.response.body":
+                raise RuntimeError(f"Expected ASGI message 'http.response.body', got '{kind}'.")
+            self._body(message.get("body", b""), message.get("more_body", False))
+        else:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{kind}' sent, after response already completed."
+            )
+
+    def _start(self, status: int, headers: Any) -> None:
+        names = [name for name, _ in headers]
+        values = [value for _, value in headers]
+        # Once per reply, over all the headers: a CR or LF would end a header early.
+        if _BAD_NAME.search(b"".join(names)):
+            raise RuntimeError("Invalid HTTP header name.")
+        if _BAD_VALUE.search(b"\t".join(values)):
+            raise RuntimeError("Invalid HTTP header value.")
+        # Lower-cased in one call (a NUL cannot be in a name: checked above).
+        names = b"\0".join(names).lower().split(b"\0") if names else []
+        length = None
+        chunked = close_sent = False
+        if b"transfer-encoding" in names:
+            chunked = values[names.index(b"transfer-encoding")].lower() == b"chunked"
+        if b"content-length" in names and not chunked:
+            length = int(values[names.index(b"content-length")])
+        if b"connection" in names:
+            close_sent = any(b"close" in _tokens(values[i])
+                             for i, name in enumerate(names) if name == b"connection")  # fmt: skip
+            self.keep_alive = self.keep_alive and not close_sent
+        lines = [STATUS_LINE[status], self.default_head]
+        lines += [b"%s: %s\r\n" % header for header in zip(names, values, strict=True)]
+        # Started once the head is known good: an app that sent a bad one still gets its 500.
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        if not self.keep_alive and not close_sent:
+            lines.append(b"connection: close\r\n")
+        if length is None and not chunked:
+            if self.scope["method"] != "HEAD" and status not in _NO_BODY_STATUS:
+                chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        self.chunked = chunked
+        self.remaining = length or 0
+        self.head = b"".join(lines)
+        self.head_handle = self.loop.call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        if self.head is not None:
+            head, self.head = self.head, None
+            if not self.transport.is_closing():
+                self.transport.write(head)
+
+    def _body(self, body: bytes, more_body: bool) -> None:
+        if self.scope["method"] == "HEAD":
+            self.remaining, data = 0, b""
+        elif self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more_body:
+                data += b"0\r\n\r\n"
+        else:
+            if len(body) > self.remaining:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.remaining -= len(body)
+            data = body
+        head = self.head
+        if head is not None:
+            self.head = None
+            assert self.head_handle is not None
+            self.head_handle.cancel()
+            if len(data) <= _JOIN:
+                self.transport.write(head + data)
+            else:  # not copied: the transport writes both from where they are
+                self.transport.writelines((head, data))
+        elif data:
+            self.transport.write(data)
+        if not more_body:
+            if self.remaining != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self._wake()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+
+
+def default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's own header lines (uvicorn's `default_headers`: date, server), encoded."""
+    if _BAD_NAME.search(b"".join(n for n, _ in headers)):
+        raise RuntimeError("Invalid HTTP header name.")
+    if _BAD_VALUE.search(b"\t".join(v for _, v in headers)):
+        raise RuntimeError("Invalid HTTP header value.")
+    return b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in headers)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [token.strip() for token in value.lower().split(b",")]
