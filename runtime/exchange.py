@@ -62,7 +62,7 @@ class Exchange:
         "scope", "transport", "flow", "loop", "default_head", "on_response", "log",
         "body", "more_body", "pending", "waiter", "disconnected", "keep_alive",
         "waiting_for_100_continue", "response_started", "response_complete", "chunked",
-        "remaining", "head", "head_handle", "on_lost", "buffered",
+        "remaining", "head", "head_handle", "departure", "buffered",
     )  # fmt: skip
 
     def __init__(
@@ -103,9 +103,9 @@ class Exchange:
         # The reply's head, written with its first body piece or at the loop's next turn.
         self.head: bytes | None = None
         self.head_handle: asyncio.Handle | None = None
-        # Called if the client leaves before the reply is complete (`watch`).
-        self.on_lost: Callable[[], None] | None = None
-        scope["extensions"] = {DISCONNECT: {"watch": self.watch}}
+        # What the app asked to hear when the client leaves (the DISCONNECT extension).
+        self.departure = Departure()
+        scope["extensions"] = {DISCONNECT: {"watch": self.departure.watch}}
 
     # fed by the protocol
     def feed(self, data: bytes) -> None:
@@ -120,16 +120,8 @@ class Exchange:
     def lost(self) -> None:
         if not self.response_complete:
             self.disconnected = True
-            if self.on_lost is not None:
-                self.on_lost()
+            self.departure.left()
         self._wake()
-
-    def watch(self, callback: Callable[[], None] | None) -> None:
-        """Call `callback` if the client leaves before the reply is complete (None: stop);
-        at once if it already left."""
-        self.on_lost = callback
-        if callback is not None and self.disconnected:
-            callback()
 
     def _wake(self) -> None:
         self.pending = True
@@ -246,6 +238,7 @@ class Exchange:
         self.head_handle = self.loop.call_soon(self._flush_head)
 
     def _flush_head(self) -> None:
+        self.head_handle = None  # the handle holds this method: no cycle left behind
         if self.head is not None:
             head, self.head = self.head, None
             if not self.transport.is_closing():
@@ -268,6 +261,7 @@ class Exchange:
             self.head = None
             assert self.head_handle is not None
             self.head_handle.cancel()
+            self.head_handle = None
             if len(data) <= _JOIN:
                 self.transport.write(head + data)
             else:  # not copied: the transport writes both from where they are
@@ -282,6 +276,31 @@ class Exchange:
             if not self.keep_alive:
                 self.transport.close()
             self.on_response()
+
+
+class Departure:
+    """The DISCONNECT extension's end of an exchange: the app's callback for the client
+    leaving. Separate from the exchange, which the scope must not reach: the scope holds
+    this, and a scope reaching back to its exchange would be a reference cycle per request,
+    freed only by the garbage collector's pauses."""
+
+    __slots__ = ("callback", "gone")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+        self.gone = False
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` if the client leaves before the reply is complete (None: stop);
+        at once if it already left."""
+        self.callback = callback
+        if callback is not None and self.gone:
+            callback()
+
+    def left(self) -> None:
+        self.gone = True
+        if self.callback is not None:
+            self.callback()
 
 
 def default_head(headers: list[tuple[bytes, bytes]]) -> bytes:

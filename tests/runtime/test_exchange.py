@@ -5,6 +5,7 @@ headers refused with a 500, the client leaving told to whoever watches."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -205,3 +206,31 @@ def test_a_watcher_hears_of_the_client_leaving_mid_reply_and_only_then() -> None
         return heard
 
     assert run(scenario) == ["left mid-reply", "told at once: already gone"]
+
+
+def test_a_finished_exchange_leaves_no_reference_cycle() -> None:
+    # A cycle per request is freed only by the collector, in pauses that showed as a c=1
+    # p99 of 1.4 ms instead of 0.4 (bench/proxy.py).
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        scope["extensions"][DISCONNECT]["watch"](lambda: None)
+        await send({"type": "http.response.start", "status": 200, "headers": JSON})
+        await send({"type": "http.response.body", "body": b"{}"})
+        scope["extensions"][DISCONNECT]["watch"](None)
+
+    async def scenario() -> int:
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                ex = exchange(Transport())
+                ex.feed(b"{}")
+                ex.complete()
+                await ex.run(app)
+                await asyncio.sleep(0)
+            del ex
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    assert run(scenario) == 0
