@@ -36,11 +36,18 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    def take(self) -> bool:
+        """Take a free slot now, if there is one and nobody waits for it (no coroutine to
+        run for the common case)."""
+        if self.used < self.limit and not self._waiters:
+            self.used += 1
+            return True
+        return False
+
     async def acquire(self) -> bool:
         """Take a slot, waiting in the queue if one is configured; CapacityError if none.
         True when the request had to wait."""
-        if self.used < self.limit and not self._waiters:
-            self.used += 1
+        if self.take():
             return False
         if len(self._waiters) >= self.queue_size:
             self._reject()

@@ -176,7 +176,7 @@ class Chute:
             raise EngineUnavailableError(
                 f"No instances available (yet) for chute {self.name}", headers=RETRY_AFTER
             )
-        preferred = [r for r in ready if r.index == prefer]
+        preferred = [r for r in ready if r.index == prefer] if prefer is not None else None
         replica = preferred[0] if preferred else ready[self.router.choose(ready, prompt)]
         replica.outstanding += 1
         return replica

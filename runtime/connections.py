@@ -31,7 +31,7 @@ import httptools
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from runtime.exchange import Exchange, default_head
+from runtime.exchange import Exchange, HeldHeads, default_head
 
 SWEEP = 0.25
 
@@ -86,6 +86,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     limits = ConnectionLimits()
     sweeper: _Sweeper | None = None
+    heads: HeldHeads | None = None
     # uvicorn's default headers (a new list each second: the date) and their encoding.
     default_head: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
     cycle: Exchange | None  # type: ignore[assignment]
@@ -163,7 +164,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         scope["raw_path"] = self.root_path.encode("ascii") + url.path
         scope["query_string"] = url.query or b""
         previous = self.cycle
-        self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._default_head(),
+        self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._heads(),
+                              self._default_head(),
                               http_version != "1.0" and parser.should_keep_alive(),
                               self.expect_100_continue, self.on_response_complete,
                               self.logger)  # fmt: skip
@@ -175,6 +177,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         else:  # pipelined: it waits for the reply before it
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, self.app))
+
+    def _heads(self) -> HeldHeads:
+        cls = type(self)
+        if cls.heads is None or cls.heads.loop is not self.loop:
+            cls.heads = HeldHeads(self.loop)
+        return cls.heads
 
     def _default_head(self) -> bytes:
         headers = self.server_state.default_headers

@@ -20,10 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime.auth import KeyCheck
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError
-from runtime.forward import Forward
+from runtime.forward import Forward, forward
 from runtime.invocation import internal_error, stamps
 from runtime.observe import Observer, server_timing
-from runtime.operation import Operation
+from runtime.operation import Operation, Target
 from runtime.operations import OPERATIONS
 from runtime.record import RequestRecord
 
@@ -52,8 +52,11 @@ class DirectApp:
         self.check = check
         self.table: dict[tuple[str, str], tuple[Route, Forward]] = {}
         for route in routes:
-            if isinstance(route, Route) and isinstance(route.app, Forward) and route.app.op.exact:
-                self.table[(route.app.op.path, route.app.op.method)] = (route, route.app)
+            if not (isinstance(route, Route) and isinstance(route.app, Forward)):
+                continue
+            op = route.app.op
+            if op.exact and op.target is not Target.RESPONSE:
+                self.table[(op.path, op.method)] = (route, route.app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -66,9 +69,10 @@ class DirectApp:
     async def direct(
         self, found: tuple[Route, Forward], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        route, forward = found
+        route, endpoint = found
         scope["route"] = route  # as the router would set it
-        record = RequestRecord.begin(scope, forward.op)
+        op = endpoint.op
+        record = RequestRecord.begin(scope, op)
         extra = stamps(scope, record)
         status = 500
         started = False
@@ -84,7 +88,10 @@ class DirectApp:
             refused = self.check.refusal(scope, record) if self.check is not None else None
             if refused is not None:
                 raise refused
-            await forward(scope, receive, reply)
+            # Forward's two steps, without its own coroutine (exact paths name no stored
+            # response: the request's body names its chute).
+            call = await forward(record, scope, receive, op)
+            await call(scope, receive, reply)
         except ChuteboxError as exc:
             # Raised before the reply started: Forward sends nothing until the engine answers.
             await error_response(exc, record.dialect)(scope, receive, reply)

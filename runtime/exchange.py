@@ -9,7 +9,8 @@ cancelled per reply for the keep-alive timeout; two regular expressions per head
 - the reply's head waits for its first body piece and leaves in the same write; when no
   piece follows in this turn of the event loop (a stream whose first event is still being
   computed), the head goes out on its own at the next turn, so a client still sees the
-  status as soon as it is decided;
+  status as soon as it is decided. One callback per turn writes all such heads
+  (`HeldHeads`): a callback per reply cost ~6 µs of a relayed request's CPU;
 - headers are checked for characters that would end a header early, once per reply over
   all of them, not per header; the server's own (date, server) are encoded once a second
   (`default_head`), not per reply;
@@ -62,7 +63,7 @@ class Exchange:
         "scope", "transport", "flow", "loop", "default_head", "on_response", "log",
         "body", "more_body", "pending", "waiter", "disconnected", "keep_alive",
         "waiting_for_100_continue", "response_started", "response_complete", "chunked",
-        "remaining", "head", "head_handle", "departure", "buffered",
+        "remaining", "head", "heads", "departure", "buffered",
     )  # fmt: skip
 
     def __init__(
@@ -71,6 +72,7 @@ class Exchange:
         transport: asyncio.Transport,
         flow: FlowControl,
         loop: asyncio.AbstractEventLoop,
+        heads: HeldHeads,
         default_head: bytes,
         keep_alive: bool,
         expect_100_continue: bool,
@@ -102,7 +104,7 @@ class Exchange:
         self.remaining = 0
         # The reply's head, written with its first body piece or at the loop's next turn.
         self.head: bytes | None = None
-        self.head_handle: asyncio.Handle | None = None
+        self.heads = heads
         # What the app asked to hear when the client leaves (the DISCONNECT extension).
         self.departure = Departure()
         scope["extensions"] = {DISCONNECT: {"watch": self.departure.watch}}
@@ -157,7 +159,7 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
 
     def _close(self) -> None:
-        self._flush_head()
+        self.flush_head()
         self.transport.close()
 
     # the ASGI interface
@@ -235,10 +237,10 @@ class Exchange:
         self.chunked = chunked
         self.remaining = length or 0
         self.head = b"".join(lines)
-        self.head_handle = self.loop.call_soon(self._flush_head)
+        self.heads.hold(self)
 
-    def _flush_head(self) -> None:
-        self.head_handle = None  # the handle holds this method: no cycle left behind
+    def flush_head(self) -> None:
+        """Write the reply's head if it is still waiting for a body piece."""
         if self.head is not None:
             head, self.head = self.head, None
             if not self.transport.is_closing():
@@ -259,9 +261,6 @@ class Exchange:
         head = self.head
         if head is not None:
             self.head = None
-            assert self.head_handle is not None
-            self.head_handle.cancel()
-            self.head_handle = None
             if len(data) <= _JOIN:
                 self.transport.write(head + data)
             else:  # not copied: the transport writes both from where they are
@@ -276,6 +275,25 @@ class Exchange:
             if not self.keep_alive:
                 self.transport.close()
             self.on_response()
+
+
+class HeldHeads:
+    """Reply heads still waiting for their first body piece, written at the event loop's
+    next turn by one callback for all of them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: list[Exchange] = []
+
+    def hold(self, exchange: Exchange) -> None:
+        if not self.waiting:
+            self.loop.call_soon(self._flush)
+        self.waiting.append(exchange)
+
+    def _flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for exchange in waiting:
+            exchange.flush_head()
 
 
 class Departure:

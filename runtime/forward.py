@@ -215,7 +215,7 @@ async def admit(
     """A concurrency slot when the route takes one, then a replica to send to. `refine`
     completes the prompt once the slot is held: a request refused for lack of one costs the
     engines nothing."""
-    if op.slot:
+    if op.slot and not chute.admission.take():
         await chute.admission.acquire()
     try:
         if prompt is not None and refine is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -18,9 +18,8 @@ _FLAT = re.compile(rb"\s*:\s*(\{[^{}]*\})")
 _DECODER = json.JSONDecoder()
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Token counts an engine reported for one request."""
+class Usage(NamedTuple):
+    """Token counts an engine reported for one request (a tuple: made on every reply)."""
 
     prompt_tokens: int
     completion_tokens: int

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from runtime.exchange import DISCONNECT, Exchange, default_head
+from runtime.exchange import DISCONNECT, Exchange, HeldHeads, default_head
 
 DEFAULTS = default_head([(b"server", b"chutebox-test")])
 JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
@@ -50,7 +50,8 @@ def exchange(
 ) -> Exchange:
     scope: dict[str, Any] = {"type": "http", "method": method, "path": "/", "headers": []}
     done: list[bool] = []
-    return Exchange(scope, transport, FlowControl(transport), asyncio.get_running_loop(),  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    return Exchange(scope, transport, FlowControl(transport), loop, HeldHeads(loop),  # type: ignore[arg-type]
                     DEFAULTS, keep_alive, expect, lambda: done.append(True),
                     logging.getLogger("test"))  # fmt: skip
 
