@@ -71,41 +71,31 @@ async def run_until_disconnect(
     current = task or asyncio.current_task()
     assert current is not None
     disconnected = False
-    if watch is not None:
 
-        def lost() -> None:
-            nonlocal disconnected
-            disconnected = True
-            current.cancel()
-
-        watch(lost)
-        try:
-            return await work
-        except asyncio.CancelledError:
-            if not disconnected:
-                raise
-            current.uncancel()
-            raise ClientDisconnected() from None
-        finally:
-            watch(None)
-    watcher: asyncio.Future[None] | None = None
-
-    async def read_until_gone() -> None:
+    def lost() -> None:
         nonlocal disconnected
-        while (await receive())["type"] != "http.disconnect":
-            pass
         disconnected = True
         current.cancel()
 
-    def start_watching() -> None:
-        nonlocal watcher
-        watcher = asyncio.ensure_future(read_until_gone())
-
+    watcher: asyncio.Future[None] | None = None
     timer = None
-    if after > 0:
-        timer = asyncio.get_running_loop().call_later(after, start_watching)
+    if watch is not None:
+        watch(lost)
     else:
-        start_watching()
+
+        async def read_until_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            lost()
+
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(read_until_gone())
+
+        if after > 0:
+            timer = asyncio.get_running_loop().call_later(after, start_watching)
+        else:
+            start_watching()
     try:
         return await work
     except asyncio.CancelledError:
@@ -114,6 +104,8 @@ async def run_until_disconnect(
         current.uncancel()
         raise ClientDisconnected() from None
     finally:
+        if watch is not None:
+            watch(None)
         if timer is not None:
             timer.cancel()
         if watcher is not None:

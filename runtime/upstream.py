@@ -125,12 +125,7 @@ class UpstreamResponse:
             if self._chunks:
                 # Whatever arrived since the last turn goes out as one piece: a relay that
                 # falls behind catches up in fewer, larger writes.
-                chunks = self._chunks
-                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._buffered = 0
-                self._connection.resume()
-                yield data
+                yield self._take()
             elif self._error is not None:
                 raise self._error
             elif self._done:
@@ -140,13 +135,17 @@ class UpstreamResponse:
 
     async def read(self) -> bytes:
         if self._done and self._error is None:  # usual for a short reply: all of it is here
-            chunks = self._chunks
-            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            self._buffered = 0
-            self._connection.resume()
-            return data
+            return self._take() if self._chunks else b""
         return b"".join([chunk async for chunk in self.iter_chunks()])
+
+    def _take(self) -> bytes:
+        """What arrived so far, as one piece; reading from the engine resumes."""
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._connection.resume()
+        return data
 
     async def json(self) -> Any:
         return json.loads(await self.read())
