@@ -3,6 +3,7 @@ idle keep-alive connections closed — against a real `chutebox serve` on loopba
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import selectors
@@ -140,3 +141,58 @@ def test_past_the_connection_cap_a_new_client_gets_503_at_once(tmp_path: Path) -
         time.sleep(0.2)  # the server sees the closes
         reply = httpx.post(served.base_url + "/v1/chat/completions", json=CHAT, timeout=10)
         assert reply.status_code == 200
+
+
+def chat_request(version: bytes = b"1.1", extra: bytes = b"") -> tuple[bytes, bytes]:
+    body = json.dumps(CHAT).encode()
+    head = (b"POST /v1/chat/completions HTTP/" + version + b"\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+            + extra + b"\r\n")  # fmt: skip
+    return head, body
+
+
+def read_replies(sock: socket.socket, count: int) -> list[bytes]:
+    """`count` whole replies (by their Content-Length), in the order they came."""
+    data, replies = b"", []
+    while len(replies) < count:
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        replies.append(head + b"\r\n\r\n" + rest[:length])
+        data = rest[length:]
+    return replies
+
+
+def test_http_1_1_as_clients_use_it_pipelining_1_0_and_100_continue(serve: Served) -> None:
+    # The server answers each request itself (runtime/exchange.py), not through uvicorn's
+    # cycle: what that did for these, it must still do.
+    head, body = chat_request()
+    with socket.create_connection(address(serve)) as sock:
+        sock.settimeout(10)
+        sock.sendall((head + body) * 3)  # three requests in one packet
+        replies = read_replies(sock, 3)
+    assert [r.split(b"\r\n")[0] for r in replies] == [b"HTTP/1.1 200 OK"] * 3
+    assert len({r.lower().split(b"x-chutes-invocationid: ")[1][:32] for r in replies}) == 3
+
+    head, body = chat_request(b"1.0")
+    with socket.create_connection(address(serve)) as sock:
+        sock.settimeout(10)
+        sock.sendall(head + body)
+        (reply,) = read_replies(sock, 1)
+        assert sock.recv(65536) == b""  # HTTP/1.0 without keep-alive: closed after the reply
+    assert reply.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in reply
+
+    head, body = chat_request(extra=b"Expect: 100-continue\r\n")
+    with socket.create_connection(address(serve)) as sock:
+        sock.settimeout(10)
+        sock.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        (reply,) = read_replies(sock, 1)
+    assert reply.startswith(b"HTTP/1.1 200 ")
