@@ -244,12 +244,12 @@ def floor_relay(upstream: str) -> Server:
     return start("minimal relay", argv, port, "Bearer none", "/ready")
 
 
-def fake_upstream() -> Server:
+def fake_upstream(name: str = "direct", cpu: str = "1") -> Server:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
             "warning"]  # fmt: skip
-    return start("direct", argv, port, "Bearer none", "/health")
+    return start(name, argv, port, "Bearer none", "/health", cpu=cpu)
 
 
 def fake_upstream_on_socket() -> Server:
@@ -442,11 +442,7 @@ def profile(duration: float, servers: list[Server]) -> dict[str, Any] | None:
         return None
     columns = {}
     for name in ("minimal relay", "chutebox"):
-        port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "bench.upstream:app", "--port", str(port),
-                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
-                "warning"]  # fmt: skip
-        upstream = start(f"profile-upstream-{name}", argv, port, "", "/health", cpu="0")
+        upstream = fake_upstream(f"profile-upstream-{name}", cpu="0")
         servers.append(upstream)
         server = (floor_relay(upstream.base_url) if name == "minimal relay"
                   else relay("chutebox", upstream.base_url, "none", "bench"))  # fmt: skip

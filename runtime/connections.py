@@ -103,6 +103,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        cls = type(self)
+        if cls.sweeper is None or cls.sweeper.loop is not self.loop:
+            # One of each per server and loop, made with the first connection.
+            cls.sweeper = _Sweeper(self.connections, self.loop)
+            cls.heads = HeldHeads(self.loop)
+        assert cls.heads is not None
+        self._held = cls.heads
         if len(self.connections) > self.limits.max_connections:
             message = (f"the gateway holds its most open connections "
                        f"({self.limits.max_connections}); try again shortly")  # fmt: skip
@@ -111,9 +118,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.write(reply)
             self.transport.close()
             return
-        cls = type(self)
-        if cls.sweeper is None or cls.sweeper.loop is not self.loop:
-            cls.sweeper = _Sweeper(self.connections, self.loop)
         cls.sweeper.ensure_running()
         self._headers_by = self.loop.time() + self.limits.header_timeout
 
@@ -164,7 +168,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         scope["raw_path"] = self.root_path.encode("ascii") + url.path
         scope["query_string"] = url.query or b""
         previous = self.cycle
-        self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._heads(),
+        self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._held,
                               self._default_head(),
                               http_version != "1.0" and parser.should_keep_alive(),
                               self.expect_100_continue, self.on_response_complete,
@@ -177,12 +181,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         else:  # pipelined: it waits for the reply before it
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, self.app))
-
-    def _heads(self) -> HeldHeads:
-        cls = type(self)
-        if cls.heads is None or cls.heads.loop is not self.loop:
-            cls.heads = HeldHeads(self.loop)
-        return cls.heads
 
     def _default_head(self) -> bytes:
         headers = self.server_state.default_headers

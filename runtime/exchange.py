@@ -205,11 +205,7 @@ class Exchange:
     def _start(self, status: int, headers: Any) -> None:
         names = [name for name, _ in headers]
         values = [value for _, value in headers]
-        # Once per reply, over all the headers: a CR or LF would end a header early.
-        if _BAD_NAME.search(b"".join(names)):
-            raise RuntimeError("Invalid HTTP header name.")
-        if _BAD_VALUE.search(b"\t".join(values)):
-            raise RuntimeError("Invalid HTTP header value.")
+        _check(names, values)
         # Lower-cased in one call (a NUL cannot be in a name: checked above).
         names = b"\0".join(names).lower().split(b"\0") if names else []
         length = None
@@ -323,11 +319,17 @@ class Departure:
 
 def default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
     """The server's own header lines (uvicorn's `default_headers`: date, server), encoded."""
-    if _BAD_NAME.search(b"".join(n for n, _ in headers)):
-        raise RuntimeError("Invalid HTTP header name.")
-    if _BAD_VALUE.search(b"\t".join(v for _, v in headers)):
-        raise RuntimeError("Invalid HTTP header value.")
+    _check([name for name, _ in headers], [value for _, value in headers])
     return b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in headers)
+
+
+def _check(names: list[bytes], values: list[bytes]) -> None:
+    """Refuse what would end a header early or break its name: once over all of a reply's
+    headers, not per header."""
+    if _BAD_NAME.search(b"".join(names)):
+        raise RuntimeError("Invalid HTTP header name.")
+    if _BAD_VALUE.search(b"\t".join(values)):
+        raise RuntimeError("Invalid HTTP header value.")
 
 
 def _nothing() -> None:
