@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from starlette.types import Scope
 
@@ -24,16 +24,9 @@ from runtime.usage import Usage
 LOGGER = logging.getLogger("chutebox.access")
 
 
-class Entry(NamedTuple):
-    ended: float
-    client: tuple[str, int] | None
-    method: str
-    path: str
-    status: int
-    elapsed: float
-    chute: str
-    invocation_id: str
-    usage: Usage | None
+# (ended, client, method, path, status, elapsed, chute, invocation id, usage): a plain tuple,
+# made in one step (a NamedTuple's constructor is a Python function call per request).
+Entry = tuple[float, tuple[str, int] | None, str, str, int, float, str, str, Usage | None]
 
 
 class AccessLog:
@@ -54,7 +47,7 @@ class AccessLog:
     def add(self, scope: Scope, record: RequestRecord, status: int, elapsed: float) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        self._pending.append(Entry(
+        self._pending.append((
             time(), scope.get("client"), scope["method"], scope["path"], status, elapsed,
             record.chute or "-", record.invocation_id, record.usage,
         ))  # fmt: skip
@@ -64,7 +57,8 @@ class AccessLog:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
 
     def flush(self) -> None:
-        """Log every waiting entry now, then flush the logger's handlers."""
+        """Log every waiting entry now. chutebox's own handler writes the lines with its next
+        write (`capacity` lines or its interval); other handlers are flushed."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -77,10 +71,16 @@ class AccessLog:
             # The text format writes the message alone: its fields are not made.
             with_fields = getattr(own.formatter, "writes_fields", True)
             name = self.logger.name
-            own.add_lines([lines(e.ended, name, *_message(e, with_fields)) for e in pending])
+            own.add_lines([lines(e[0], name, *_message(e, with_fields)) for e in pending])
             return
         for entry in pending:
             self.logger.handle(self._record(entry))
+        for handler in self.logger.handlers:
+            handler.flush()
+
+    def close(self) -> None:
+        """Log every waiting entry and write it out: the app stops."""
+        self.flush()
         for handler in self.logger.handlers:
             handler.flush()
 
@@ -105,30 +105,27 @@ class AccessLog:
         record.__dict__.update(self._template.__dict__)
         record.msg, record.fields = message, fields
         # The time the request ended, not the time its batch was written.
-        record.relativeCreated += (entry.ended - record.created) * 1000
-        record.created = entry.ended
-        record.msecs = (entry.ended - int(entry.ended)) * 1000
+        ended = entry[0]
+        record.relativeCreated += (ended - record.created) * 1000
+        record.created = ended
+        record.msecs = (ended - int(ended)) * 1000
         return record
 
 
 def _message(entry: Entry, with_fields: bool = True) -> tuple[str, dict[str, Any]]:
     """An entry's line and its fields (what the JSON format writes; empty without
     `with_fields`)."""
-    peer = f"{entry.client[0]}:{entry.client[1]}" if entry.client else "-"
-    fields: dict[str, Any] = {}
-    if with_fields:
-        fields = {
-            "client": peer, "method": entry.method, "path": entry.path, "status": entry.status,
-            "duration_ms": round(entry.elapsed * 1000, 3), "chute": entry.chute,
-            "invocation_id": entry.invocation_id,
-        }  # fmt: skip
-    tokens = ""
-    if entry.usage is not None:
-        if with_fields:
-            fields["prompt_tokens"] = entry.usage.prompt_tokens
-            fields["completion_tokens"] = entry.usage.completion_tokens
-        tokens = f" tokens={entry.usage.prompt_tokens}+{entry.usage.completion_tokens}"
-    message = (f'{peer} "{entry.method} {entry.path}" {entry.status} '
-               f"{entry.elapsed * 1000:.1f}ms chute={entry.chute}{tokens} "
-               f"id={entry.invocation_id}")  # fmt: skip
+    _, client, method, path, status, elapsed, chute, invocation_id, usage = entry
+    peer = f"{client[0]}:{client[1]}" if client else "-"
+    tokens = f" tokens={usage[0]}+{usage[1]}" if usage is not None else ""
+    message = (f'{peer} "{method} {path}" {status} {elapsed * 1000:.1f}ms chute={chute}{tokens} '
+               f"id={invocation_id}")  # fmt: skip
+    if not with_fields:
+        return message, {}
+    fields: dict[str, Any] = {
+        "client": peer, "method": method, "path": path, "status": status,
+        "duration_ms": round(elapsed * 1000, 3), "chute": chute, "invocation_id": invocation_id,
+    }  # fmt: skip
+    if usage is not None:
+        fields["prompt_tokens"], fields["completion_tokens"] = usage
     return message, fields

@@ -123,7 +123,7 @@ def create_app(
         finally:
             chutes.draining = True
             if access_log is not None:
-                access_log.flush()
+                access_log.close()
             if supervisor is not None:
                 await supervisor.stop()
             await upstream.close()

@@ -18,8 +18,23 @@ from runtime.errors import AuthenticationError
 from runtime.record import RequestRecord, record_of
 
 IsPublic = Callable[[str, str], bool]
+# Where a key may come.
+KEY_HEADERS = (b"authorization", b"x-api-key")
 # Served beside the operation table, public as on vLLM and TEI.
 ALWAYS_PUBLIC = frozenset({"/metrics", "/openapi.json"})
+
+
+def key_of(name: bytes, value: bytes) -> tuple[bytes | None, str | None]:
+    """The key one Authorization or X-API-Key header offers, or else the scheme of an
+    Authorization header that is neither `Bearer <key>` nor a bare key."""
+    if name == b"x-api-key":
+        return value.strip() or None, None
+    words = value.split()
+    if len(words) == 1:
+        return words[0], None
+    if len(words) == 2 and words[0].lower() == b"bearer":
+        return words[1], None
+    return None, words[0].decode("latin-1")[:32] if words else None
 
 
 def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], str | None]:
@@ -28,16 +43,12 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes],
     keys: list[bytes] = []
     bad_scheme = None
     for name, value in headers:
-        if name == b"authorization":
-            words = value.split()
-            if len(words) == 1:
-                keys.append(words[0])
-            elif len(words) == 2 and words[0].lower() == b"bearer":
-                keys.append(words[1])
-            elif words:
-                bad_scheme = words[0].decode("latin-1")[:32]
-        elif name == b"x-api-key" and value.strip():
-            keys.append(value.strip())
+        if name in KEY_HEADERS:
+            key, scheme = key_of(name, value)
+            if key is not None:
+                keys.append(key)
+            elif scheme is not None:
+                bad_scheme = scheme
     return keys, bad_scheme
 
 
@@ -59,7 +70,15 @@ class KeyCheck:
 
     def refusal(self, scope: Scope, record: RequestRecord) -> AuthenticationError | None:
         """Why the request may not pass (a 401), or None; notes a key sent in the record."""
-        offered, bad_scheme = presented_keys(scope["headers"])
+        headers = record.headers
+        authorization = headers.get(b"authorization")
+        if record.repeated or b"x-api-key" in headers:
+            offered, bad_scheme = presented_keys(scope["headers"])
+        elif authorization is not None:  # the usual: one header, looked up, not scanned for
+            key, bad_scheme = key_of(b"authorization", authorization)
+            offered = [key] if key is not None else []
+        else:
+            offered, bad_scheme = [], None
         authenticated = any(key_matches(k, self.keys) for k in offered)
         # On a public route a key is optional, and shows more where it is sent (/status).
         if authenticated or self.is_public(scope["method"], scope["path"]):

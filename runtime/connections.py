@@ -28,12 +28,15 @@ from typing import Any
 from urllib.parse import unquote
 
 import httptools
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from runtime.exchange import Exchange, HeldHeads, default_head
 
 SWEEP = 0.25
+# What uvicorn's ProxyHeadersMiddleware reads; a request without them passes it unchanged.
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_since: float | None = None
         # Since when the connection has been idle between requests (None: not idle).
         self._idle_since: float | None = None
+        # uvicorn wraps the app in ProxyHeadersMiddleware (its `proxy_headers` option), which
+        # changes only requests that carry X-Forwarded-* headers: the others skip that layer
+        # (a coroutine and a scan of every header per request).
+        app = self.app
+        self._unproxied = app.app if isinstance(app, ProxyHeadersMiddleware) else app
+        self._forwarded = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -147,8 +156,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._forwarded = False
         if self._headers_by is None:  # a reused connection's next request: its own clock
             self._headers_by = self.loop.time() + self.limits.header_timeout
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        elif name in FORWARDED:
+            self._forwarded = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_by = None
@@ -164,8 +182,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         path = url.path.decode("ascii")
         if "%" in path:
             path = unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + url.path
+        root = self.root_path
+        scope["path"] = root + path if root else path
+        scope["raw_path"] = root.encode("ascii") + url.path if root else url.path
         scope["query_string"] = url.query or b""
         previous = self.cycle
         self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._held,
@@ -176,11 +195,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # The body's clock runs from here; a request without one completes in this same
         # `feed_data`, which stops it again (cheaper than reading the headers to know).
         self._body_since = self.loop.time()
+        app = self.app if self._forwarded else self._unproxied
         if previous is None or previous.response_complete:
-            self._start(self.cycle)
+            self._start(self.cycle, app)
         else:  # pipelined: it waits for the reply before it
             self.flow.pause_reading()
-            self.pipeline.appendleft((self.cycle, self.app))
+            self.pipeline.appendleft((self.cycle, app))
 
     def _default_head(self) -> bytes:
         headers = self.server_state.default_headers
@@ -189,8 +209,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             cls.default_head = (headers, default_head(headers))
         return cls.default_head[1]
 
-    def _start(self, exchange: Exchange) -> None:
-        task = self.loop.create_task(exchange.run(self.app))
+    def _start(self, exchange: Exchange, app: Any) -> None:
+        task = self.loop.create_task(exchange.run(app))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
@@ -217,10 +237,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.pipeline:
-            exchange, _ = self.pipeline.pop()
-            self._start(exchange)
+            exchange, app = self.pipeline.pop()
+            self._start(exchange, app)
         else:
             self._idle_since = self.loop.time()
 

@@ -14,6 +14,8 @@ takes the stack (CORS headers are added there).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,16 +61,13 @@ class DirectApp:
                 self.table[(op.path, op.method)] = (route, route.app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            found = self.table.get((scope["path"], scope["method"]))
-            if found is not None:
-                await self.direct(found, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def direct(
-        self, found: tuple[Route, Forward], scope: Scope, receive: Receive, send: Send
-    ) -> None:
+        found = (
+            self.table.get((scope["path"], scope["method"])) if scope["type"] == "http" else None
+        )
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        # An engine operation, run here (not in a method of its own: a coroutine less).
         route, endpoint = found
         scope["route"] = route  # as the router would set it
         op = endpoint.op
@@ -77,12 +76,13 @@ class DirectApp:
         status = 500
         started = False
 
-        async def reply(message: Message) -> None:
+        def reply(message: Message) -> Awaitable[None]:
+            # Hands back `send`'s own awaitable: no coroutine of its own per message.
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 message["headers"] = [*message["headers"], *extra, server_timing(record)]
-            await send(message)
+            return send(message)
 
         try:
             refused = self.check.refusal(scope, record) if self.check is not None else None

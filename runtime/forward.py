@@ -20,7 +20,7 @@ from runtime.backend import RESPONSES
 from runtime.chutes import Chute, Endpoint, Lease
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fields import openai_fields, screen
-from runtime.gateway import Gateway, Limits, header, read_body
+from runtime.gateway import Gateway, Limits, read_body
 from runtime.operation import Operation, Rewrite, Target, served_paths
 from runtime.operations import ENGINE_OPERATIONS
 from runtime.protocol.validation import parse_body, validate
@@ -89,7 +89,7 @@ async def forward(
 ) -> EngineCall:
     """The engine call for a request whose body names its `model`."""
     gateway = open_gateway(record)
-    data = parse_body(await read_body(scope, receive, gateway.limits.max_body_bytes))
+    data = parse_body(await read_body(record, receive, gateway.limits.max_body_bytes))
     assert op.request is not None and op.capability is not None
     validate(op.request, data)
     check_limits(data, gateway.limits)
@@ -102,7 +102,7 @@ async def forward(
     engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
     screen_fields(data, engine_fields, op, gateway.strict_params)
     chute.require_ready()
-    thinking = thinking or wants_thinking(header(scope, b"x-enable-thinking"))
+    thinking = thinking or wants_thinking(record.headers.get(b"x-enable-thinking"))
     body = rewrite_request(
         data,
         chute.engine_model,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.types import Receive, Scope
+from starlette.types import Receive
 
 from runtime.chutes import ChuteSet
 from runtime.errors import PayloadTooLargeError
@@ -14,10 +14,11 @@ from runtime.metrics import Metrics
 from runtime.rewrite import RewriteRules
 from runtime.stored import StoredResponses
 from runtime.traffic import Traffic
+from runtime.upstream import Upstream
 
 if TYPE_CHECKING:
     from runtime.operation import Operation
-from runtime.upstream import Upstream
+    from runtime.record import RequestRecord
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,10 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """One request header's value (the first), without building a Headers object."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(record: RequestRecord, receive: Receive, limit: int) -> bytes:
     """The request body, refusing (413) anything over `limit` bytes before reading it all:
     counted as it streams in, not only from Content-Length."""
-    declared = header(scope, b"content-length")
+    declared = record.headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
     message = await receive()

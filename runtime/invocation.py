@@ -24,10 +24,9 @@ INVOCATION_HEADER = b"x-chutes-invocationid"
 def stamps(scope: Scope, record: RequestRecord) -> list[tuple[bytes, bytes]]:
     """The headers every reply gets: the invocation id, and the caller's request id."""
     extra = [(INVOCATION_HEADER, record.invocation_id.encode())]
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            extra.append((b"x-request-id", value))
-            break
+    request_id = record.headers.get(b"x-request-id")
+    if request_id is not None:
+        extra.append((b"x-request-id", request_id))
     return extra
 
 

@@ -9,7 +9,7 @@ client left) for the access log, the metrics and `Server-Timing`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -41,15 +41,24 @@ class RequestRecord:
     disconnected: bool = False
     # A configured key came with the request (set on public routes too, where it is optional).
     authenticated: bool = False
+    # The request's headers by (lower-case) name, each name's first value: one dict made in
+    # C, where a scan of the list in Python for each header wanted cost more. `repeated`:
+    # some name came more than once (what reads every value must then read the list).
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    repeated: bool = False
 
     @classmethod
     def begin(cls, scope: Scope, operation: Operation | None) -> RequestRecord:
         state = scope.get("state") or {}  # the lifespan's state, as the server copies it in
+        raw = scope["headers"]
+        headers = dict(reversed(raw))  # reversed: a repeated name keeps its first value
         record = cls(
             gateway=state.get("gateway"),
             operation=operation,
             invocation_id=os.urandom(16).hex(),  # uuid4's randomness, without the UUID object
             started=perf_counter(),
+            headers=headers,
+            repeated=len(headers) != len(raw),
         )
         scope[RECORD] = record
         return record

@@ -26,8 +26,9 @@ def split_thinking(model: str) -> tuple[str, bool]:
     return model, False
 
 
-def wants_thinking(header: str | None) -> bool:
-    return header is not None and header.strip().lower() in ("true", "1", "yes")
+def wants_thinking(header: bytes | None) -> bool:
+    """Whether an `X-Enable-Thinking` header's value asks for thinking."""
+    return header is not None and header.strip().lower() in (b"true", b"1", b"yes")
 
 
 def rewrite_request(

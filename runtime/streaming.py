@@ -54,48 +54,40 @@ async def run_until_disconnect(
     receive: Receive,
     work: Awaitable[T],
     after: float = 0.0,
-    watch: Watch | None = None,
     task: asyncio.Task[Any] | None = None,
 ) -> T:
     """Run `work` in this task (`task`, when the caller has it at hand); if the client
     disconnects first, cancel it (its cleanup runs, closing the engine connection) and raise
     ClientDisconnected.
 
-    Where the server tells of a client leaving (`watch`: its DISCONNECT extension, see
-    `disconnect_watch`), it calls back and nothing waits. Otherwise one watcher task per
-    request reads `receive`, cancelling this one, rather than a task for the work too. With
-    `after`, the watcher starts only once the work has run that long: most short replies
-    then need no task at all (a task was a tenth of a relayed request's CPU), and a client
-    that left early is still seen, `after` seconds late at most.
+    For servers that do not tell of a client leaving (chutebox's own does: `EngineCall`
+    uses its DISCONNECT extension, and nothing waits): one watcher task per request reads
+    `receive`, cancelling this one, rather than a task for the work too. With `after`, the
+    watcher starts only once the work has run that long: most short replies then need no
+    task at all (a task was a tenth of a relayed request's CPU), and a client that left
+    early is still seen, `after` seconds late at most.
     """
     current = task or asyncio.current_task()
     assert current is not None
     disconnected = False
+    watcher: asyncio.Future[None] | None = None
 
-    def lost() -> None:
+    async def read_until_gone() -> None:
         nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
         disconnected = True
         current.cancel()
 
-    watcher: asyncio.Future[None] | None = None
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(read_until_gone())
+
     timer = None
-    if watch is not None:
-        watch(lost)
+    if after > 0:
+        timer = asyncio.get_running_loop().call_later(after, start_watching)
     else:
-
-        async def read_until_gone() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            lost()
-
-        def start_watching() -> None:
-            nonlocal watcher
-            watcher = asyncio.ensure_future(read_until_gone())
-
-        if after > 0:
-            timer = asyncio.get_running_loop().call_later(after, start_watching)
-        else:
-            start_watching()
+        start_watching()
     try:
         return await work
     except asyncio.CancelledError:
@@ -104,8 +96,6 @@ async def run_until_disconnect(
         current.uncancel()
         raise ClientDisconnected() from None
     finally:
-        if watch is not None:
-            watch(None)
         if timer is not None:
             timer.cancel()
         if watcher is not None:
@@ -169,18 +159,33 @@ class EngineCall:
         self.count_usage = count_usage
         self._started = False
         self._stream: StreamRelay | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._left = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = self.record
-        task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
         assert task is not None
         self.shutdown.relays.add(task)
         try:
             if self.shutdown.stopping:
                 raise GatewayStoppingError()
-            relay = self._relay(send, record)
             watch = disconnect_watch(scope)
-            await run_until_disconnect(receive, relay, WATCH_AFTER, watch, task)
+            if watch is None:
+                await run_until_disconnect(
+                    receive, self._relay(send, record), WATCH_AFTER, task=task
+                )
+            else:  # the server calls `_client_left` if the client leaves: nothing waits
+                watch(self._client_left)
+                try:
+                    await self._relay(send, record)
+                except asyncio.CancelledError:
+                    if not self._left:
+                        raise
+                    task.uncancel()
+                    raise ClientDisconnected() from None
+                finally:
+                    watch(None)
         except ClientDisconnected:
             record.disconnected = True
             if self.metrics is not None:
@@ -196,6 +201,11 @@ class EngineCall:
             self.shutdown.relays.discard(task)
             if self.on_done is not None:
                 self.on_done()
+
+    def _client_left(self) -> None:
+        self._left = True
+        assert self._task is not None
+        self._task.cancel()
 
     async def _stopped(self, send: Send) -> None:
         if not self._started:
@@ -255,11 +265,13 @@ class EngineCall:
                 reusable = await relay.run()
                 self._count(record, find_usage(relay.tail))
             else:
-                body = await _read(response)
+                whole = response.complete()
+                body = whole if whole is not None else await _read(response)
                 record.engine_wait = perf_counter() - asked
-                extra = [(b"content-length", str(len(body)).encode())]
-                extra += [(name.encode(), response.headers[name].encode())
-                          for name in RELAYED_HEADERS if name in response.headers]  # fmt: skip
+                extra = [(b"content-length", b"%d" % len(body))]
+                for name in RELAYED_HEADERS:
+                    if name in response.headers:
+                        extra.append((name.encode(), response.headers[name].encode()))
                 self._started = True
                 await send(self._start(content_type, extra))
                 await send({"type": "http.response.body", "body": body})

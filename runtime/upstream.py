@@ -134,9 +134,17 @@ class UpstreamResponse:
                 await self._wait()
 
     async def read(self) -> bytes:
-        if self._done and self._error is None:  # usual for a short reply: all of it is here
-            return self._take() if self._chunks else b""
+        whole = self.complete()
+        if whole is not None:
+            return whole
         return b"".join([chunk async for chunk in self.iter_chunks()])
+
+    def complete(self) -> bytes | None:
+        """The whole body when all of it is here (usual for a short reply), else None; read
+        without a coroutine."""
+        if self._done and self._error is None:
+            return self._take() if self._chunks else b""
+        return None
 
     def _take(self) -> bytes:
         """What arrived so far, as one piece; reading from the engine resumes."""

@@ -47,7 +47,8 @@ def find_usage(data: bytes) -> Usage | None:
     completion = value.get("completion_tokens", value.get("output_tokens", 0))
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    return Usage(prompt, completion)
+    # Made as the tuple it is: a NamedTuple's own constructor is a Python call per reply.
+    return tuple.__new__(Usage, (prompt, completion))
 
 
 def _flat(data: bytes, at: int) -> object:

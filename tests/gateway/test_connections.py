@@ -196,3 +196,28 @@ def test_http_1_1_as_clients_use_it_pipelining_1_0_and_100_continue(serve: Serve
         sock.sendall(body)
         (reply,) = read_replies(sock, 1)
     assert reply.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_trusted_proxys_x_forwarded_for_names_the_client_request_by_request(
+    serve: Served,
+) -> None:
+    # uvicorn's proxy-headers layer runs only for requests that carry X-Forwarded-*
+    # (runtime/connections.py): pipelined on one connection, each request gets its own
+    # answer. The access log shows the client each request was given (loopback is trusted).
+    forwarded = chat_request(extra=b"X-Forwarded-For: 203.0.113.7\r\n")
+    plain = chat_request()
+    with socket.create_connection(address(serve)) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"".join([*forwarded, *plain, *forwarded]))
+        replies = read_replies(sock, 3)
+    assert [r.split(b"\r\n")[0] for r in replies] == [b"HTTP/1.1 200 OK"] * 3
+    ids = [r.lower().split(b"x-chutes-invocationid: ")[1][:32].decode() for r in replies]
+    deadline = time.monotonic() + 10
+    while not all(f"id={i}" in serve.log_text() for i in ids):  # the access log is batched
+        assert time.monotonic() < deadline, serve.log_text()[-2000:]
+        time.sleep(0.1)
+    lines = {i: next(line for line in serve.log_text().splitlines() if f"id={i}" in line)
+             for i in ids}  # fmt: skip
+    assert "chutebox.access: 203.0.113.7:0 " in lines[ids[0]]
+    assert "chutebox.access: 127.0.0.1:" in lines[ids[1]]
+    assert "chutebox.access: 203.0.113.7:0 " in lines[ids[2]]

@@ -140,8 +140,8 @@ def test_with_chuteboxs_own_handler_each_line_is_what_a_record_would_have_made()
         async def add(log: AccessLog) -> None:
             log.add(scope("/v1/x%20y"), record("tiny", "abc", Usage(12, 5)), 200, 0.0123)
             log.add(scope(), record("", "def"), 401, 0.0004)
-            log._pending = [e._replace(ended=1795990000.25 + i) for i, e in enumerate(log._pending)]
-            log.flush()
+            log._pending = [(1795990000.25 + i, *e[1:]) for i, e in enumerate(log._pending)]
+            log.close()
 
         for log in logs:
             asyncio.run(add(log))

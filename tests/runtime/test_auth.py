@@ -1,7 +1,8 @@
 import pytest
 
-from runtime.auth import key_matches, presented_keys, public_routes
+from runtime.auth import KeyCheck, key_matches, presented_keys, public_routes
 from runtime.operations import OPERATIONS
+from runtime.record import RequestRecord
 
 
 def test_every_header_form_is_read() -> None:
@@ -40,3 +41,29 @@ def test_public_routes() -> None:
     assert not public("POST", "/v1/chat/completions")
     private = public_routes(public_models=False, public_paths=paths)
     assert not private("GET", "/v1/models") and private("GET", "/ready")
+
+
+@pytest.mark.parametrize(
+    ("headers", "passes", "says"),
+    [
+        ([(b"authorization", b"Bearer good")], True, None),
+        ([(b"authorization", b"good")], True, None),
+        ([(b"x-api-key", b"good")], True, None),
+        ([(b"authorization", b"Basic good"), (b"x-api-key", b"good")], True, None),
+        # A name sent twice: every value is read, not only the first.
+        ([(b"authorization", b"Bearer bad"), (b"authorization", b"Bearer good")], True, None),
+        ([(b"authorization", b"Bearer bad")], False, "invalid API key"),
+        ([(b"authorization", b"Basic good")], False, "not the 'Basic' scheme"),
+        ([(b"host", b"x")], False, "missing API key"),
+    ],
+)
+def test_the_key_check_reads_a_request_as_its_headers_came(
+    headers: list[tuple[bytes, bytes]], passes: bool, says: str | None
+) -> None:
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(b"host", b"x"), *headers]}  # fmt: skip
+    record = RequestRecord.begin(scope, None)
+    refused = KeyCheck(["good"], public_routes(False)).refusal(scope, record)
+    assert (refused is None) == passes and record.authenticated == passes
+    if says is not None:
+        assert refused is not None and says in refused.message

@@ -41,6 +41,28 @@ def test_batches_are_written_when_full_or_when_the_interval_ends() -> None:
     assert seen[4].endswith("line 3\n")
 
 
+def test_lines_handed_over_formatted_wait_for_a_full_batch_too() -> None:
+    # The access log formats its entries in batches of its own (runtime/access.py); the
+    # handler still writes once per `capacity` lines, or when its interval ends.
+    async def scenario() -> list[str]:
+        stream = io.StringIO()
+        handler = BatchingHandler(stream, capacity=4, interval=0.05)
+        seen = []
+        for batch in (["a", "b"], ["c", "d", "e"], ["f"]):
+            handler.add_lines(batch)
+            seen.append(stream.getvalue())
+        await asyncio.sleep(0.2)
+        seen.append(stream.getvalue())
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        "",
+        "a\nb\nc\nd\ne\n",
+        "a\nb\nc\nd\ne\n",
+        "a\nb\nc\nd\ne\nf\n",
+    ]
+
+
 def test_without_an_event_loop_lines_go_out_at_once() -> None:
     stream = io.StringIO()
     BatchingHandler(stream).handle(record("alone"))

@@ -48,5 +48,5 @@ def test_each_rule_can_be_switched_off() -> None:
 def test_thinking_signals() -> None:
     assert split_thinking("m:THINKING") == ("m", True)
     assert split_thinking("m") == ("m", False)
-    assert wants_thinking("true") and wants_thinking("TRUE") and not wants_thinking("no")
+    assert wants_thinking(b"true") and wants_thinking(b" TRUE") and not wants_thinking(b"no")
     assert not wants_thinking(None)

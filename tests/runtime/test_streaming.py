@@ -4,11 +4,18 @@ work that ends first."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import pytest
 
-from runtime.streaming import ClientDisconnected, run_until_disconnect
+from runtime.admission import Admission
+from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Lease, Replica
+from runtime.exchange import DISCONNECT
+from runtime.record import RequestRecord
+from runtime.registry import load_backend
+from runtime.settings import ChuteSettings
+from runtime.streaming import ClientDisconnected, EngineCall, run_until_disconnect
 
 
 class Client:
@@ -25,6 +32,9 @@ class Client:
 
     def leave(self) -> None:
         self.gone.set()
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        raise AssertionError(f"nothing is sent to a client that left: {message}")
 
 
 def test_work_that_ends_before_the_delay_never_starts_a_watcher() -> None:
@@ -71,28 +81,52 @@ def test_a_cancel_from_outside_is_not_taken_for_a_disconnect() -> None:
     asyncio.run(scenario())
 
 
+class SilentUpstream:
+    """An engine that never answers: the relay waits until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def send(self, *args: object) -> object:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            self.seen.append("engine call cleaned up")
+        raise AssertionError("not reached")
+
+
 def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> None:
-    async def scenario() -> list[str]:
+    # chutebox's server offers the DISCONNECT extension (runtime/exchange.py); EngineCall
+    # registers with it instead of reading `receive`, and unregisters when done.
+    async def scenario() -> tuple[list[str], EngineCall, Replica]:
         client = Client()
-        seen: list[str] = []
         callbacks: list[Callable[[], None] | None] = []
+        upstream = SilentUpstream()
+        replica = Replica(0, state=ChuteState.READY, endpoint=Endpoint("http://engine", "k"))
+        settings = ChuteSettings(model="m", name="m")
+        chute = Chute(settings=settings, backend=load_backend("vllm"), admission=Admission(4),
+                      replicas=[replica], phase=ChuteState.STARTING)  # fmt: skip
+        record = RequestRecord(None, None, "id", 0.0, chute="m")
+        lease = Lease(chute)
 
-        async def work() -> None:
-            try:
-                await asyncio.sleep(30)
-            finally:
-                seen.append("work cleaned up")
+        def done() -> None:
+            lease.release()
+            upstream.seen.append("done")
 
-        task = asyncio.ensure_future(
-            run_until_disconnect(client.receive, work(), 0.0, callbacks.append)
-        )
+        call = EngineCall(upstream, lease, "/v1/chat/completions", b"{}",  # type: ignore[arg-type]
+                          on_done=done, shutdown=ChuteSet([chute]), record=record)  # fmt: skip
+        scope = {"type": "http", "extensions": {DISCONNECT: {"watch": callbacks.append}}}
+        task = asyncio.ensure_future(call(scope, client.receive, client.send))
         await asyncio.sleep(0.01)
         on_lost = callbacks[0]
-        assert on_lost is not None
+        assert on_lost is not None and record.disconnected is False
         on_lost()  # the server's connection_lost
-        with pytest.raises(ClientDisconnected):
-            await task
-        seen.append(f"receive called {client.calls}x, watch cleared: {callbacks[-1] is None}")
-        return seen
+        await task  # a client gone is the end of the request, not an error
+        upstream.seen.append(
+            f"receive called {client.calls}x, watch cleared: {callbacks[-1] is None}"
+        )
+        return upstream.seen, call, replica
 
-    assert asyncio.run(scenario()) == ["work cleaned up", "receive called 0x, watch cleared: True"]
+    seen, call, replica = asyncio.run(scenario())
+    assert seen == ["engine call cleaned up", "done", "receive called 0x, watch cleared: True"]
+    assert call.record.disconnected and replica.outstanding == 0
