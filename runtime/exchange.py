@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
@@ -38,9 +37,13 @@ from typing import Any
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-# What uvicorn refuses in header names (separators, controls) and values (controls but tab).
-_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
-_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+# What uvicorn refuses in header names (controls, separators) and values (controls but tab),
+# as the bytes allowed: `translate` deletes them, and what is left is refused (half the
+# time of a regular expression's search, per reply).
+_NAME_BYTES = bytes(
+    c for c in range(256) if c > 0x20 and c != 0x7F and c not in b'()<>@,;:[]={}\\"'
+)
+_VALUE_BYTES = bytes(c for c in range(256) if c == 0x09 or (c >= 0x20 and c != 0x7F))
 _SERVER_ERROR = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", b"21"),
@@ -61,22 +64,14 @@ class Exchange:
     through `on_response`.
     """
 
-    # State every exchange starts in, as class attributes: an instance stores only what
-    # differs (ten fewer stores per request than setting each in __init__).
-    buffered = 0  # bytes in `body`
-    # Whether more of the request body is coming.
-    more_body = True
-    # Something for `receive` to see (body, its end, a disconnect) since it last looked.
-    pending = False
-    waiter: asyncio.Future[None] | None = None
-    disconnected = False
-    response_started = False
-    response_complete = False
-    chunked = False
-    # Body bytes the reply's Content-Length still promises (when not chunked).
-    remaining = 0
-    # The reply's head, written with its first body piece or at the loop's next turn.
-    head: bytes | None = None
+    # Slots: attribute stores and reads on an instance dict cost a reply ~1 µs more (the
+    # dict's shared keys are lost when instances set attributes in different orders).
+    __slots__ = (
+        "scope", "transport", "flow", "loop", "default_head", "on_response", "log",
+        "body", "more_body", "pending", "waiter", "disconnected", "keep_alive",
+        "waiting_for_100_continue", "response_started", "response_complete", "chunked",
+        "remaining", "head", "heads", "departure", "buffered",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -99,10 +94,23 @@ class Exchange:
         self.default_head = default_head
         self.on_response = on_response
         self.log = log
-        # The request body not yet received by the app.
+        # The request body not yet received by the app, and whether more is coming.
         self.body: list[bytes] = []
+        self.buffered = 0  # bytes in `body`
+        self.more_body = True
+        # Something for `receive` to see (body, its end, a disconnect) since it last looked.
+        self.pending = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
         self.keep_alive = keep_alive
         self.waiting_for_100_continue = expect_100_continue
+        self.response_started = False
+        self.response_complete = False
+        self.chunked = False
+        # Body bytes the reply's Content-Length still promises (when not chunked).
+        self.remaining = 0
+        # The reply's head, written with its first body piece or at the loop's next turn.
+        self.head: bytes | None = None
         self.heads = heads
         # What the app asked to hear when the client leaves (the DISCONNECT extension).
         self.departure = Departure()
@@ -329,9 +337,9 @@ def default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
 def _check(names: list[bytes], values: list[bytes]) -> None:
     """Refuse what would end a header early or break its name: once over all of a reply's
     headers, not per header."""
-    if _BAD_NAME.search(b"".join(names)):
+    if b"".join(names).translate(None, _NAME_BYTES):
         raise RuntimeError("Invalid HTTP header name.")
-    if _BAD_VALUE.search(b"\t".join(values)):
+    if b"".join(values).translate(None, _VALUE_BYTES):
         raise RuntimeError("Invalid HTTP header value.")
 
 

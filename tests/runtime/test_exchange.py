@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from runtime.exchange import DISCONNECT, Exchange, HeldHeads, default_head
+from runtime.exchange import DISCONNECT, Exchange, HeldHeads, _check, default_head
 
 DEFAULTS = default_head([(b"server", b"chutebox-test")])
 JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
@@ -153,6 +154,22 @@ def test_a_header_that_would_end_early_is_refused_and_the_client_gets_a_500(
     assert write.endswith(b"\r\n\r\nInternal Server Error")
     assert b"set-cookie" not in write
     assert f"Invalid HTTP header {error}" in caplog.text
+
+
+def test_every_byte_in_a_header_is_judged_as_uvicorn_judges_it() -> None:
+    # The check is chutebox's own (runtime/exchange.py); the verdict must be uvicorn's.
+    for byte in range(256):
+        char = bytes([byte])
+        for name, value, refused in (
+            (b"x-a" + char, b"v", HEADER_RE.search(b"x-a" + char) is not None),
+            (b"x-a", b"v" + char, HEADER_VALUE_RE.search(b"v" + char) is not None),
+        ):
+            try:
+                _check([b"content-type", name], [b"text/plain", value])
+            except RuntimeError:
+                assert refused, (name, value)
+            else:
+                assert not refused, (name, value)
 
 
 def test_a_body_that_breaks_its_content_length_is_an_error() -> None:
