@@ -85,7 +85,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     once. runtime.access hands it lines formatted in batches of its own (`add_lines`) or
     records (with filters or other handlers, flushing it after each batch of those)."""
 
-    def __init__(self, stream: Any, capacity: int = 64, interval: float = 0.2) -> None:
+    def __init__(self, stream: Any, capacity: int = 256, interval: float = 0.2) -> None:
         super().__init__(stream)
         self.capacity = capacity
         self.interval = interval

@@ -80,3 +80,23 @@ def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
         assert admission.used == 0
 
     asyncio.run(scenario())
+
+
+def test_every_reply_gets_the_slots_in_use_as_the_platform_names_them() -> None:
+    admission = Admission(3)
+    seen = []
+    for _ in range(3):
+        assert admission.take()
+        seen.append(admission.raw_headers())
+    admission.release()
+    seen.append(admission.raw_headers())
+    # The raw form (made once per count) says what the platform's headers say, each time.
+    for raw, used in zip(seen, (1, 2, 3, 2), strict=True):
+        assert raw == [
+            (b"x-chutes-conn-used", b"%d" % used),
+            (b"x-chutes-conn-available", b"%d" % (3 - used)),
+            (b"x-chutes-conn-utilization", b"%.2f" % (used / 3)),
+        ]
+    assert dict(seen[-1]) == {
+        k.lower().encode(): v.encode() for k, v in admission.headers().items()
+    }
