@@ -89,7 +89,7 @@ async def forward(
 ) -> EngineCall:
     """The engine call for a request whose body names its `model`."""
     gateway = open_gateway(record)
-    data = parse_body(await read_body(record, receive, gateway.limits.max_body_bytes))
+    data = parse_body(await read_body(record.headers, receive, gateway.limits.max_body_bytes))
     assert op.request is not None and op.capability is not None
     validate(op.request, data)
     check_limits(data, gateway.limits)

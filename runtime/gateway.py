@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,6 @@ from runtime.upstream import Upstream
 
 if TYPE_CHECKING:
     from runtime.operation import Operation
-    from runtime.record import RequestRecord
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,10 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def read_body(record: RequestRecord, receive: Receive, limit: int) -> bytes:
+async def read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: int) -> bytes:
     """The request body, refusing (413) anything over `limit` bytes before reading it all:
-    counted as it streams in, not only from Content-Length."""
-    declared = record.headers.get(b"content-length")
+    counted as it streams in, not only from Content-Length (in `headers`, by name)."""
+    declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
     message = await receive()
