@@ -33,7 +33,7 @@ class AccessLog:
     """Collects an entry per answered request and logs them to `chutebox.access` in batches."""
 
     def __init__(
-        self, logger: logging.Logger = LOGGER, capacity: int = 64, interval: float = 0.2
+        self, logger: logging.Logger = LOGGER, capacity: int = 16, interval: float = 0.2
     ) -> None:
         self.logger = logger
         self.capacity = capacity
