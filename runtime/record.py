@@ -51,6 +51,8 @@ class RequestRecord:
     def begin(cls, scope: Scope, operation: Operation | None) -> RequestRecord:
         state = scope.get("state") or {}  # the lifespan's state, as the server copies it in
         raw = scope["headers"]
+        if not isinstance(raw, list | tuple):  # ASGI allows any iterable: read it once
+            raw = scope["headers"] = list(raw)
         headers = dict(reversed(raw))  # reversed: a repeated name keeps its first value
         record = cls(
             gateway=state.get("gateway"),
