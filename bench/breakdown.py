@@ -22,7 +22,7 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
                     "_message ")),
     ("metrics, traffic, Server-Timing", ("Metrics.", "Tally.", "Traffic.", "_Ring.",
                                          "Observer.", "server_timing ")),
-    ("API key check", ("KeyCheck.", "presented_keys ", "key_of ", "key_matches ")),
+    ("API key check", ("KeyCheck.", "presented_keys ", "key_matches ")),
     ("request: read, parse, validate", ("read_body ", "parse_body ", "validate ", "loads ",
                                         "BaseModel.", "check_limits ", "screen_fields ")),
     ("route, rewrite, admit", ("forward ", "admit ", "Lease.", "Chute.", "ChuteSet.",

@@ -24,31 +24,22 @@ KEY_HEADERS = (b"authorization", b"x-api-key")
 ALWAYS_PUBLIC = frozenset({"/metrics", "/openapi.json"})
 
 
-def key_of(name: bytes, value: bytes) -> tuple[bytes | None, str | None]:
-    """The key one Authorization or X-API-Key header offers, or else the scheme of an
-    Authorization header that is neither `Bearer <key>` nor a bare key."""
-    if name == b"x-api-key":
-        return value.strip() or None, None
-    words = value.split()
-    if len(words) == 1:
-        return words[0], None
-    if len(words) == 2 and words[0].lower() == b"bearer":
-        return words[1], None
-    return None, words[0].decode("latin-1")[:32] if words else None
-
-
 def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], str | None]:
     """Every key the request offers, from Authorization and X-API-Key, and the scheme of an
     Authorization header that is neither `Bearer <key>` nor a bare key (its key not taken)."""
     keys: list[bytes] = []
     bad_scheme = None
     for name, value in headers:
-        if name in KEY_HEADERS:
-            key, scheme = key_of(name, value)
-            if key is not None:
-                keys.append(key)
-            elif scheme is not None:
-                bad_scheme = scheme
+        if name == b"authorization":
+            words = value.split()
+            if len(words) == 1:
+                keys.append(words[0])
+            elif len(words) == 2 and words[0].lower() == b"bearer":
+                keys.append(words[1])
+            elif words:
+                bad_scheme = words[0].decode("latin-1")[:32]
+        elif name == b"x-api-key" and value.strip():
+            keys.append(value.strip())
     return keys, bad_scheme
 
 
@@ -71,14 +62,12 @@ class KeyCheck:
     def refusal(self, scope: Scope, record: RequestRecord) -> AuthenticationError | None:
         """Why the request may not pass (a 401), or None; notes a key sent in the record."""
         headers = record.headers
-        authorization = headers.get(b"authorization")
-        if record.repeated or b"x-api-key" in headers:
-            offered, bad_scheme = presented_keys(scope["headers"])
-        elif authorization is not None:  # the usual: one header, looked up, not scanned for
-            key, bad_scheme = key_of(b"authorization", authorization)
-            offered = [key] if key is not None else []
-        else:
-            offered, bad_scheme = [], None
+        # The two key headers looked up, not every header scanned; every value of a name sent
+        # twice is read from the list.
+        offered, bad_scheme = presented_keys(
+            scope["headers"] if record.repeated
+            else [(name, headers[name]) for name in KEY_HEADERS if name in headers]
+        )  # fmt: skip
         authenticated = any(key_matches(k, self.keys) for k in offered)
         # On a public route a key is optional, and shows more where it is sent (/status).
         if authenticated or self.is_public(scope["method"], scope["path"]):

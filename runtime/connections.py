@@ -161,12 +161,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._headers_by = self.loop.time() + self.limits.header_timeout
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
-        elif name in FORWARDED:
+        super().on_header(name, value)
+        if self.headers[-1][0] in FORWARDED:  # the name as uvicorn stored it, lower-cased
             self._forwarded = True
-        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_by = None
@@ -237,8 +234,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        if self.flow.read_paused:
-            self.flow.resume_reading()
+        self.flow.resume_reading()
         if self.pipeline:
             exchange, app = self.pipeline.pop()
             self._start(exchange, app)

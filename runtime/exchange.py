@@ -175,8 +175,7 @@ class Exchange:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.waiting_for_100_continue = False
         if not self.disconnected and not self.response_complete:
-            if self.flow.read_paused:  # checked here: a call less when it is not
-                self.flow.resume_reading()
+            self.flow.resume_reading()
             if not self.pending:
                 self.waiter = self.loop.create_future()
                 try:

@@ -42,11 +42,8 @@ class TextFormatter(logging.Formatter):
 
     def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
         """What `format` makes of an INFO record with this message, made without one."""
-        second, stamp = self._stamp  # the date part inline while the second lasts: a call less
-        if int(created) != second:
-            stamp = self._date(created)
         msecs = int((created - int(created)) * 1000)
-        return f"{stamp},{msecs:03d} INFO    {logger}: {message}"
+        return f"{self._date(created)},{msecs:03d} INFO    {logger}: {message}"
 
 
 class JsonFormatter(logging.Formatter):

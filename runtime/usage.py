@@ -47,8 +47,7 @@ def find_usage(data: bytes) -> Usage | None:
     completion = value.get("completion_tokens", value.get("output_tokens", 0))
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    # Made as the tuple it is: a NamedTuple's own constructor is a Python call per reply.
-    return tuple.__new__(Usage, (prompt, completion))
+    return Usage(prompt, completion)
 
 
 def _flat(data: bytes, at: int) -> object:

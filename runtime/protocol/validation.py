@@ -26,8 +26,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:
-    try:  # the validator itself: `model_validate` only wraps it
-        return model.__pydantic_validator__.validate_python(data, strict=True)  # type: ignore[no-any-return]
+    try:
+        return model.model_validate(data, strict=True)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = tuple(err["loc"])
