@@ -11,17 +11,20 @@ path refuses NaN and Infinity too (a 400 either way).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# Every digit as "0", every other byte as ".": a run of 19 digits is then a plain substring
+# to find. Two linear passes in C: the regular expression `\d{19}` tried a match at every
+# digit, ~7 µs per KB of body (0.7 ms for a 100 KB prompt), against ~0.5 µs here.
+_DIGITS = bytes(0x30 if 0x30 <= c <= 0x39 else 0x2E for c in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def loads(data: bytes) -> Any:
     """Parse JSON; ValueError (UnicodeDecodeError included) if it is not valid JSON."""
-    if _LONG_DIGITS.search(data):
+    if _LONG_RUN in data.translate(_DIGITS):
         return json.loads(data, parse_constant=_not_json)
     return orjson.loads(data)
 
