@@ -7,7 +7,7 @@ from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
 from runtime.protocol.embeddings import EmbeddingRequest
 from runtime.protocol.tokenize import TokenizeRequest
-from runtime.protocol.validation import parse_body, validate
+from runtime.protocol.validation import check, parse_body, validate
 
 USER = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
@@ -18,10 +18,20 @@ def chat(**fields: Any) -> dict[str, Any]:
 
 
 def param_of(model: Any, data: dict[str, Any]) -> str | None:
+    """The parameter a refusal names; the gateway's `check` (no model built) refuses the
+    same body, naming the same parameter."""
     with pytest.raises(InvalidRequestError) as info:
         validate(model, data)
     assert info.value.status_code == 400
+    with pytest.raises(InvalidRequestError) as checked:
+        check(model, data)
+    assert (checked.value.param, str(checked.value)) == (info.value.param, str(info.value))
     return info.value.param
+
+
+def passes(model: Any, data: dict[str, Any]) -> None:
+    validate(model, data)
+    check(model, data)
 
 
 @pytest.mark.parametrize(
@@ -73,9 +83,9 @@ def test_missing_fields_are_named() -> None:
 
 
 def test_valid_chat_requests_pass() -> None:
-    validate(ChatCompletionRequest, chat(temperature=0, stop="x", n=2, seed=1, user="u"))
-    validate(ChatCompletionRequest, chat(tools=[TOOL], tool_choice="auto", top_k=5))
-    validate(
+    passes(ChatCompletionRequest, chat(temperature=0, stop="x", n=2, seed=1, user="u"))
+    passes(ChatCompletionRequest, chat(tools=[TOOL], tool_choice="auto", top_k=5))
+    passes(
         ChatCompletionRequest,
         chat(
             messages=[
@@ -95,14 +105,14 @@ def test_valid_chat_requests_pass() -> None:
 
 def test_completion_prompts() -> None:
     for prompt in ("a", ["a", "b"], [1, 2], [[1], [2]]):
-        validate(CompletionRequest, {"model": "m", "prompt": prompt})
+        passes(CompletionRequest, {"model": "m", "prompt": prompt})
     assert param_of(CompletionRequest, {"model": "m", "prompt": []}) == "prompt"
     assert param_of(CompletionRequest, {"model": "m", "prompt": "a", "logprobs": 30}) == "logprobs"
 
 
 def test_tokenize_takes_exactly_one_input() -> None:
-    validate(TokenizeRequest, {"model": "m", "prompt": "x"})
-    validate(TokenizeRequest, {"model": "m", "messages": USER})
+    passes(TokenizeRequest, {"model": "m", "prompt": "x"})
+    passes(TokenizeRequest, {"model": "m", "messages": USER})
     assert param_of(TokenizeRequest, {"model": "m"}) == "prompt"
 
 
@@ -114,7 +124,7 @@ def test_bodies_that_are_not_json_objects(body: bytes) -> None:
 
 def test_embedding_inputs() -> None:
     for value in ("a", ["a", "b"], [1, 2], [[1], [2]]):
-        validate(EmbeddingRequest, {"model": "m", "input": value})
+        passes(EmbeddingRequest, {"model": "m", "input": value})
     assert param_of(EmbeddingRequest, {"model": "m", "input": ["a", ""]}) == "input[1]"
     assert param_of(EmbeddingRequest, {"model": "m", "input": ""}) == "input"
     assert param_of(EmbeddingRequest, {"model": "m", "input": "a", "dimensions": 0}) == "dimensions"
