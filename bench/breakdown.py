@@ -32,7 +32,7 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("engine client (runtime/upstream.py)", ("Upstream.", "_Connection.", "UpstreamResponse.",
                                              "_Pool.")),
     ("reply relay, usage", ("EngineCall.", "run_until_disconnect ", "find_usage ", "_flat ",
-                            "_read ", "disconnect_watch ", "StreamRelay.")),
+                            "_read ", "StreamRelay.")),
     ("request record, dispatch, ids", ("DirectApp.", "RequestRecord.", "record_of ", "stamps ",
                                        "Forward.", "relay.<locals>.app ")),
     ("HTTP server: request and reply", ("Exchange.", "RequestResponseCycle.", "FlowControl.")),

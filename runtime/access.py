@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from runtime.logs import BatchingHandler
+from runtime.logs import BatchingHandler, TextFormatter
 from runtime.record import RequestRecord
 from runtime.usage import Usage
 
@@ -67,11 +67,15 @@ class AccessLog:
             return
         own = self._own_handler()
         if own is not None:
-            lines = own.formatter.line  # type: ignore[union-attr]
-            # The text format writes the message alone: its fields are not made.
-            with_fields = getattr(own.formatter, "writes_fields", True)
-            name = self.logger.name
-            own.add_lines([lines(e[0], name, *_message(e, with_fields)) for e in pending])
+            formatter, name = own.formatter, self.logger.name
+            if type(formatter) is TextFormatter:
+                # Its `line`, in one step per entry: the message alone (no fields), the time
+                # from the formatter, the rest the same for every line.
+                stamp, middle = formatter.stamp, f" INFO    {name}: "
+                own.add_lines([f"{stamp(e[0])}{middle}{_text(e)}" for e in pending])
+            else:
+                line = formatter.line  # type: ignore[union-attr]
+                own.add_lines([line(e[0], name, _text(e), _fields(e)) for e in pending])
             return
         for entry in pending:
             self.logger.handle(self._record(entry))
@@ -99,7 +103,7 @@ class AccessLog:
         return handler
 
     def _record(self, entry: Entry) -> logging.LogRecord:
-        message, fields = _message(entry)
+        message, fields = _text(entry), _fields(entry)
         # A copy of the template, its message final: no args, a "%" in a path stays as it is.
         record = logging.LogRecord.__new__(logging.LogRecord)
         record.__dict__.update(self._template.__dict__)
@@ -112,20 +116,23 @@ class AccessLog:
         return record
 
 
-def _message(entry: Entry, with_fields: bool = True) -> tuple[str, dict[str, Any]]:
-    """An entry's line and its fields (what the JSON format writes; empty without
-    `with_fields`)."""
+def _text(entry: Entry) -> str:
+    """An entry's message."""
     _, client, method, path, status, elapsed, chute, invocation_id, usage = entry
     peer = f"{client[0]}:{client[1]}" if client else "-"
     tokens = f" tokens={usage[0]}+{usage[1]}" if usage is not None else ""
-    message = (f'{peer} "{method} {path}" {status} {elapsed * 1000:.1f}ms chute={chute}{tokens} '
-               f"id={invocation_id}")  # fmt: skip
-    if not with_fields:
-        return message, {}
+    return (f'{peer} "{method} {path}" {status} {elapsed * 1000:.1f}ms chute={chute}{tokens} '
+            f"id={invocation_id}")  # fmt: skip
+
+
+def _fields(entry: Entry) -> dict[str, Any]:
+    """An entry's fields, as the JSON format writes them."""
+    _, client, method, path, status, elapsed, chute, invocation_id, usage = entry
     fields: dict[str, Any] = {
-        "client": peer, "method": method, "path": path, "status": status,
-        "duration_ms": round(elapsed * 1000, 3), "chute": chute, "invocation_id": invocation_id,
+        "client": f"{client[0]}:{client[1]}" if client else "-", "method": method,
+        "path": path, "status": status, "duration_ms": round(elapsed * 1000, 3),
+        "chute": chute, "invocation_id": invocation_id,
     }  # fmt: skip
     if usage is not None:
         fields["prompt_tokens"], fields["completion_tokens"] = usage
-    return message, fields
+    return fields

@@ -24,12 +24,17 @@ KEY_HEADERS = (b"authorization", b"x-api-key")
 ALWAYS_PUBLIC = frozenset({"/metrics", "/openapi.json"})
 
 
-def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], str | None]:
+def presented_keys(
+    headers: Iterable[tuple[bytes, bytes | None]],
+) -> tuple[list[bytes], str | None]:
     """Every key the request offers, from Authorization and X-API-Key, and the scheme of an
-    Authorization header that is neither `Bearer <key>` nor a bare key (its key not taken)."""
+    Authorization header that is neither `Bearer <key>` nor a bare key (its key not taken).
+    A value None is a header not sent."""
     keys: list[bytes] = []
     bad_scheme = None
     for name, value in headers:
+        if not value:
+            continue
         if name == b"authorization":
             words = value.split()
             if len(words) == 1:
@@ -43,12 +48,14 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes],
     return keys, bad_scheme
 
 
-def key_matches(candidate: bytes, keys: tuple[bytes, ...]) -> bool:
+def key_matches(offered: Iterable[bytes], keys: tuple[bytes, ...]) -> bool:
+    """Whether any key offered is a configured one."""
     # Compare against every key without stopping early, so timing says nothing of which
     # key (if any) nearly matched.
     found = False
-    for key in keys:
-        found |= hmac.compare_digest(candidate, key)
+    for candidate in offered:
+        for key in keys:
+            found |= hmac.compare_digest(candidate, key)
     return found
 
 
@@ -61,14 +68,15 @@ class KeyCheck:
 
     def refusal(self, scope: Scope, record: RequestRecord) -> AuthenticationError | None:
         """Why the request may not pass (a 401), or None; notes a key sent in the record."""
-        headers = record.headers
-        # The two key headers looked up, not every header scanned; every value of a name sent
-        # twice is read from the list.
-        offered, bad_scheme = presented_keys(
-            scope["headers"] if record.repeated
-            else [(name, headers[name]) for name in KEY_HEADERS if name in headers]
-        )  # fmt: skip
-        authenticated = any(key_matches(k, self.keys) for k in offered)
+        # The two key headers looked up in the record's dict, not every header scanned; every
+        # value of a name sent twice is read from the list.
+        pairs: Iterable[tuple[bytes, bytes | None]]
+        if record.repeated:
+            pairs = scope["headers"]
+        else:
+            pairs = zip(KEY_HEADERS, map(record.headers.get, KEY_HEADERS), strict=True)
+        offered, bad_scheme = presented_keys(pairs)
+        authenticated = key_matches(offered, self.keys)
         # On a public route a key is optional, and shows more where it is sent (/status).
         if authenticated or self.is_public(scope["method"], scope["path"]):
             record.authenticated = authenticated

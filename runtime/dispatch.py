@@ -22,12 +22,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime.auth import KeyCheck
 from runtime.envelope import error_response
 from runtime.errors import ChuteboxError
+from runtime.exchange import RESPONSE
 from runtime.forward import Forward, forward
 from runtime.invocation import internal_error, stamps
 from runtime.observe import Observer, server_timing
 from runtime.operation import Operation, Target
 from runtime.operations import OPERATIONS
 from runtime.record import RequestRecord
+
+# The messages that start a reply: the head gets its stamps there.
+_STARTS = ("http.response.start", RESPONSE)
 
 
 def build_routes(operations: tuple[Operation, ...] = OPERATIONS) -> list[Route]:
@@ -79,7 +83,7 @@ class DirectApp:
         def reply(message: Message) -> Awaitable[None]:
             # Hands back `send`'s own awaitable: no coroutine of its own per message.
             nonlocal status, started
-            if message["type"] == "http.response.start":
+            if message["type"] in _STARTS:
                 status, started = message["status"], True
                 message["headers"] = [*message["headers"], *extra, server_timing(record)]
             return send(message)
@@ -89,8 +93,9 @@ class DirectApp:
             if refused is not None:
                 raise refused
             # Forward's two steps, without its own coroutine (exact paths name no stored
-            # response: the request's body names its chute).
-            call = await forward(record, scope, receive, op)
+            # response: the request's body names its chute). `reply` knows a whole reply's
+            # message (the server's RESPONSE extension).
+            call = await forward(record, scope, receive, op, whole=True)
             await call(scope, receive, reply)
         except ChuteboxError as exc:
             # Raised before the reply started: Forward sends nothing until the engine answers.

@@ -23,13 +23,16 @@ from runtime.fields import openai_fields, screen
 from runtime.gateway import Gateway, Limits, read_body
 from runtime.operation import Operation, Rewrite, Target, served_paths
 from runtime.operations import ENGINE_OPERATIONS
-from runtime.protocol.validation import parse_body, validate
+from runtime.protocol.validation import check, parse_body
 from runtime.record import RequestRecord, record_of
 from runtime.rewrite import rewrite_request, wants_thinking
 from runtime.routing.exact import TIMEOUT, read_tokens, tokenize_body
 from runtime.routing.policy import Prompt
 from runtime.stored import Holder
 from runtime.streaming import EngineCall
+
+# As globals: an Enum class's attribute reads are slow in Python 3.11 (runtime.chutes).
+_CHAT, _MODEL = Rewrite.CHAT, Rewrite.MODEL
 
 
 def screen_fields(
@@ -85,13 +88,13 @@ def open_gateway(record: RequestRecord) -> Gateway:
 
 
 async def forward(
-    record: RequestRecord, scope: Scope, receive: Receive, op: Operation
+    record: RequestRecord, scope: Scope, receive: Receive, op: Operation, whole: bool = False
 ) -> EngineCall:
-    """The engine call for a request whose body names its `model`."""
+    """The engine call for a request whose body names its `model` (`whole`: as EngineCall's)."""
     gateway = open_gateway(record)
     data = parse_body(await read_body(record.headers, receive, gateway.limits.max_body_bytes))
     assert op.request is not None and op.capability is not None
-    validate(op.request, data)
+    check(op.request, data)
     check_limits(data, gateway.limits)
     if data.get("model") is None:  # only the image routes' schemas allow this
         chute, thinking = gateway.chutes.only_with(op.capability), False
@@ -108,8 +111,8 @@ async def forward(
         chute.engine_model,
         gateway.rules,
         thinking=thinking,
-        chat=op.rewrite is Rewrite.CHAT,
-        usage_option=op.rewrite is not Rewrite.MODEL,
+        chat=op.rewrite is _CHAT,
+        usage_option=op.rewrite is not _MODEL,
     )
     abort = None
     field = chute.backend.request_id_field
@@ -143,6 +146,7 @@ async def forward(
         fastjson.dumps(body),
         abort=abort,
         on_reply=on_reply,
+        whole=whole,
     )
 
 

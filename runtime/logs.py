@@ -12,13 +12,12 @@ from typing import Any
 import orjson
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Each millisecond as logging's default_msec_format writes it: a lookup per line, not a format.
+_MILLIS = tuple(f"{ms:03d}" for ms in range(1000))
 
 
 class TextFormatter(logging.Formatter):
     """TEXT_FORMAT, its time formatted as logging's default does, the date part once a second."""
-
-    # `line` writes the message alone (runtime.access need not make the fields).
-    writes_fields = False
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
@@ -30,7 +29,11 @@ class TextFormatter(logging.Formatter):
         return self._time(record.created, record.msecs)
 
     def _time(self, created: float, msecs: float) -> str:
-        return f"{self._date(created)},{int(msecs):03d}"  # logging's default_msec_format
+        return f"{self._date(created)},{_MILLIS[int(msecs)]}"  # logging's default_msec_format
+
+    def stamp(self, created: float) -> str:
+        """The time of a record made at `created`, as this format writes it."""
+        return f"{self._date(created)},{_MILLIS[int((created - int(created)) * 1000)]}"
 
     def _date(self, created: float) -> str:
         """The time to the second, formatted once a second."""
@@ -42,8 +45,7 @@ class TextFormatter(logging.Formatter):
 
     def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
         """What `format` makes of an INFO record with this message, made without one."""
-        msecs = int((created - int(created)) * 1000)
-        return f"{self._date(created)},{msecs:03d} INFO    {logger}: {message}"
+        return f"{self.stamp(created)} INFO    {logger}: {message}"
 
 
 class JsonFormatter(logging.Formatter):

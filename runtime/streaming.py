@@ -27,7 +27,7 @@ from runtime.errors import (
     UpstreamError,
     from_engine_body,
 )
-from runtime.exchange import DISCONNECT
+from runtime.exchange import DISCONNECT, RESPONSE
 from runtime.metrics import Metrics, StreamMeters
 from runtime.record import RequestRecord
 from runtime.upstream import Upstream, UpstreamBroken, UpstreamResponse
@@ -102,16 +102,6 @@ async def run_until_disconnect(
             watcher.cancel()
 
 
-Watch = Callable[[Callable[[], None] | None], None]
-
-
-def disconnect_watch(scope: Scope) -> Watch | None:
-    """The server's way to tell of a client leaving, when it offers one (runtime.exchange)."""
-    extensions = scope.get("extensions")
-    offered = extensions.get(DISCONNECT) if extensions else None
-    return offered.get("watch") if offered else None
-
-
 class EngineCall:
     """Forward one request to an engine and relay the reply to the client.
 
@@ -120,6 +110,9 @@ class EngineCall:
     What it learns on the way goes into the request's record for the access log and
     `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into `metrics`. `on_reply`
     sees the start of a successful reply (the whole body, or the first chunk of a stream).
+    `whole`: nothing between the server and this call wraps `send` without knowing the
+    server's RESPONSE extension, so a reply that is not a stream goes as one message where
+    the server offers it.
     """
 
     def __init__(
@@ -139,6 +132,7 @@ class EngineCall:
         record: RequestRecord,
         on_reply: Callable[[bytes], None] | None = None,
         count_usage: bool = True,
+        whole: bool = False,
     ) -> None:
         self.upstream = upstream
         self.lease = lease
@@ -157,6 +151,7 @@ class EngineCall:
         self.dialect = record.dialect
         self.on_reply = on_reply
         self.count_usage = count_usage
+        self.whole = whole
         self._started = False
         self._stream: StreamRelay | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -170,15 +165,19 @@ class EngineCall:
         try:
             if self.shutdown.stopping:
                 raise GatewayStoppingError()
-            watch = disconnect_watch(scope)
+            # What chutebox's server offers (runtime.exchange): news of the client leaving,
+            # and a whole reply in one message.
+            extensions = scope.get("extensions") or {}
+            watch = (extensions.get(DISCONNECT) or {}).get("watch")
+            whole = self.whole and RESPONSE in extensions
             if watch is None:
                 await run_until_disconnect(
-                    receive, self._relay(send, record), WATCH_AFTER, task=task
+                    receive, self._relay(send, record, whole), WATCH_AFTER, task=task
                 )
             else:  # the server calls `_client_left` if the client leaves: nothing waits
                 watch(self._client_left)
                 try:
-                    await self._relay(send, record)
+                    await self._relay(send, record, whole)
                 except asyncio.CancelledError:
                     if not self._left:
                         raise
@@ -226,10 +225,10 @@ class EngineCall:
         except Exception as exc:  # the engine may be gone; the request dies with it then
             log.warning("abort %s on %s failed: %s", call.body, endpoint.address, exc)
 
-    def _start(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    def _headers(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> list[Any]:
         headers = [(b"content-type", content_type.encode()), *extra]
         headers += self.headers()
-        return {"type": "http.response.start", "status": 200, "headers": headers}
+        return headers
 
     async def _fail_over(self, error: EngineDownError) -> UpstreamResponse:
         while True:
@@ -239,7 +238,7 @@ class EngineCall:
             except EngineDownError as exc:
                 error = exc
 
-    async def _relay(self, send: Send, record: RequestRecord) -> None:
+    async def _relay(self, send: Send, record: RequestRecord, whole: bool) -> None:
         asked = perf_counter()
         try:
             response = await self.upstream.send(
@@ -257,7 +256,8 @@ class EngineCall:
             if content_type.startswith("text/event-stream"):
                 record.engine_wait = perf_counter() - asked
                 self._started = True
-                await send(self._start(content_type, SSE_HEADERS))
+                headers = self._headers(content_type, SSE_HEADERS)
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 meters = self.metrics.stream_meters(self.chute) if self.metrics else None
                 relay = StreamRelay(response, send, meters, record.started, self.keepalive,
                                     self.dialect, self._first_event(record))  # fmt: skip
@@ -265,16 +265,20 @@ class EngineCall:
                 reusable = await relay.run()
                 self._count(record, find_usage(relay.tail))
             else:
-                whole = response.complete()
-                body = whole if whole is not None else await _read(response)
+                complete = response.complete()
+                body = complete if complete is not None else await _read(response)
                 record.engine_wait = perf_counter() - asked
                 extra = [(b"content-length", b"%d" % len(body))]
                 for name in RELAYED_HEADERS:
                     if name in response.headers:
                         extra.append((name.encode(), response.headers[name].encode()))
                 self._started = True
-                await send(self._start(content_type, extra))
-                await send({"type": "http.response.body", "body": body})
+                headers = self._headers(content_type, extra)
+                if whole:
+                    await send({"type": RESPONSE, "status": 200, "headers": headers, "body": body})
+                else:
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
                 reusable = True
                 if content_type.startswith("application/json"):
                     self._count(record, find_usage(body))

@@ -14,6 +14,7 @@ def test_every_header_form_is_read() -> None:
     assert presented_keys([(b"authorization", b"k3")]) == ([b"k3"], None)
     assert presented_keys([(b"authorization", b"bEaReR k4")]) == ([b"k4"], None)
     assert presented_keys([(b"authorization", b"")]) == ([], None)
+    assert presented_keys([(b"authorization", None), (b"x-api-key", b"k5")]) == ([b"k5"], None)
 
 
 @pytest.mark.parametrize(
@@ -26,9 +27,10 @@ def test_other_schemes_offer_no_key(value: bytes) -> None:
 
 def test_key_matching() -> None:
     keys = (b"alpha", b"beta")
-    assert key_matches(b"beta", keys)
-    assert not key_matches(b"bet", keys)
-    assert not key_matches(b"", keys)
+    assert key_matches([b"beta"], keys)
+    assert not key_matches([b"bet"], keys)
+    assert not key_matches([b""], keys)
+    assert key_matches([b"wrong", b"alpha"], keys) and not key_matches([], keys)
 
 
 def test_public_routes() -> None:

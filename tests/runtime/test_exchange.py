@@ -14,7 +14,7 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from runtime.exchange import DISCONNECT, Exchange, HeldHeads, _check, default_head
+from runtime.exchange import DISCONNECT, RESPONSE, Exchange, HeldHeads, _check, default_head
 
 DEFAULTS = default_head([(b"server", b"chutebox-test")])
 JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
@@ -73,6 +73,44 @@ def test_a_whole_reply_leaves_in_one_write() -> None:
     (write,) = run(scenario)
     assert write == (b"HTTP/1.1 200 OK\r\nserver: chutebox-test\r\n"
                      b"content-type: application/json\r\ncontent-length: 2\r\n\r\n{}")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "keep_alive"), [("POST", True), ("HEAD", True), ("POST", False)]
+)
+def test_a_reply_in_one_message_is_written_as_its_start_and_body_are(
+    method: str, keep_alive: bool
+) -> None:
+    async def scenario(messages: list[dict[str, Any]]) -> tuple[list[bytes], bool, bool]:
+        transport = Transport()
+        ex = exchange(transport, method, keep_alive)
+        assert RESPONSE in ex.scope["extensions"]
+        for message in messages:
+            await ex.send(message)
+        await asyncio.sleep(0)
+        return transport.writes, ex.response_complete, transport.closed
+
+    headers = [(b"content-type", b"application/json")]  # no length: chunked, as ever
+    apart = [{"type": "http.response.start", "status": 200, "headers": headers},
+             {"type": "http.response.body", "body": b"{}"}]  # fmt: skip
+    whole = [{"type": RESPONSE, "status": 200, "headers": headers, "body": b"{}"}]
+    written, complete, closed = asyncio.run(scenario(whole))
+    assert (written, complete, closed) == asyncio.run(scenario(apart))
+    assert len(written) == 1 and complete
+
+
+def test_a_bad_header_in_a_reply_in_one_message_gets_the_client_a_500() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": RESPONSE, "status": 200, "headers": [(b"x-a", b"1\r\nx-b: 2")],
+                    "body": b"{}"})  # fmt: skip
+
+    async def scenario() -> list[bytes]:
+        transport = Transport()
+        await exchange(transport).run(app)
+        return transport.writes
+
+    (write,) = run(scenario)
+    assert write.startswith(b"HTTP/1.1 500 ") and b"x-b" not in write
 
 
 def test_a_stream_whose_first_event_is_late_gets_its_head_at_once() -> None:

@@ -11,11 +11,13 @@ import pytest
 
 from runtime.admission import Admission
 from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Lease, Replica
-from runtime.exchange import DISCONNECT
+from runtime.exchange import DISCONNECT, RESPONSE
 from runtime.record import RequestRecord
 from runtime.registry import load_backend
 from runtime.settings import ChuteSettings
 from runtime.streaming import ClientDisconnected, EngineCall, run_until_disconnect
+from runtime.upstream import Upstream
+from tests.support.uvicorn_thread import serve_in_thread
 
 
 class Client:
@@ -130,3 +132,52 @@ def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> N
     seen, call, replica = asyncio.run(scenario())
     assert seen == ["engine call cleaned up", "done", "receive called 0x, watch cleared: True"]
     assert call.record.disconnected and replica.outstanding == 0
+
+
+REPLY = b'{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}'
+
+
+async def engine(scope: Any, receive: Any, send: Any) -> None:
+    """An engine answering every request with REPLY, whole."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": REPLY})
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_a_whole_reply_is_one_message_only_where_the_server_takes_one(offered: bool) -> None:
+    # `whole`: nothing between the server and the call wraps `send` without knowing the
+    # RESPONSE message; still, it goes as one only where the server's scope offers it.
+    async def scenario(url: str) -> list[MutableMapping[str, Any]]:
+        upstream = Upstream.create()
+        replica = Replica(0, state=ChuteState.READY, endpoint=Endpoint(url, "k"))
+        chute = Chute(settings=ChuteSettings(model="m", name="m"), backend=load_backend("vllm"),
+                      admission=Admission(4), replicas=[replica],
+                      phase=ChuteState.STARTING)  # fmt: skip
+        record = RequestRecord(None, None, "id", 0.0, chute="m")
+        call = EngineCall(upstream, Lease(chute), "/v1/chat/completions", b"{}", whole=True,
+                          shutdown=ChuteSet([chute]), record=record)  # fmt: skip
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        extensions: dict[str, Any] = {RESPONSE: {}} if offered else {}
+        await call({"type": "http", "extensions": extensions}, Client().receive, send)
+        await upstream.close()
+        assert record.usage == (3, 2)
+        return sent
+
+    with serve_in_thread(engine) as url:
+        sent = asyncio.run(scenario(url))
+    if offered:
+        assert [(m["type"], m["status"], m["body"]) for m in sent] == [(RESPONSE, 200, REPLY)]
+    else:
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+        assert sent[1]["body"] == REPLY
+    assert (b"content-length", b"%d" % len(REPLY)) in sent[0]["headers"]
