@@ -44,9 +44,12 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 # What uvicorn refuses in header names (controls, separators) and values (controls but tab),
 # as translation tables: a byte allowed becomes NUL, a byte refused becomes 0x01, which `in`
 # then finds. One pass in C per reply (a regular expression's search took twice the time,
-# and `translate` deleting the allowed bytes first built a table of its own per call).
+# and `translate` deleting the allowed bytes first built a table of its own per call). The
+# names are checked joined by NUL, which the name table lets pass (a NUL within a name shows
+# in the count of them).
 _NAME_TABLE = bytes(
-    0 if c > 0x20 and c != 0x7F and c not in b'()<>@,;:[]={}\\"' else 1 for c in range(256)
+    0 if c == 0 or (c > 0x20 and c != 0x7F and c not in b'()<>@,;:[]={}\\"') else 1
+    for c in range(256)
 )
 _VALUE_TABLE = bytes(0 if c == 0x09 or (c >= 0x20 and c != 0x7F) else 1 for c in range(256))
 _SERVER_ERROR = [
@@ -222,13 +225,10 @@ class Exchange:
             )
 
     def _start(self, status: int, headers: Any) -> None:
-        # Split, checked, lower-cased and joined by C loops (map, join, split), not Python
+        # Split, checked, lower-cased and joined by C loops (map, join, translate), not Python
         # ones: a reply's head has ten-odd headers, written thousands of times a second.
-        names = list(map(_NAME, headers))
         values = list(map(_VALUE, headers))
-        _check(names, values)
-        # Lower-cased in one call (a NUL cannot be in a name: checked above).
-        names = b"\0".join(names).lower().split(b"\0") if names else []
+        names = _checked_names(list(map(_NAME, headers)), values)
         length = None
         chunked = close_sent = False
         if b"transfer-encoding" in names:
@@ -240,8 +240,8 @@ class Exchange:
                              for i, name in enumerate(names) if name == b"connection")  # fmt: skip
             self.keep_alive = self.keep_alive and not close_sent
         lines = [STATUS_LINE[status], self.default_head]
-        if names:
-            lines += (b"\r\n".join(map(b": ".join, zip(names, values, strict=True))), b"\r\n")
+        if names:  # (not strict: the two lists come from the same pairs)
+            lines += (b"\r\n".join(map(b": ".join, zip(names, values, strict=False))), b"\r\n")
         # Started once the head is known good: an app that sent a bad one still gets its 500.
         self.response_started = True
         self.waiting_for_100_continue = False
@@ -340,17 +340,23 @@ class Departure:
 
 def default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
     """The server's own header lines (uvicorn's `default_headers`: date, server), encoded."""
-    _check([name for name, _ in headers], [value for _, value in headers])
-    return b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in headers)
+    values = [value for _, value in headers]
+    names = _checked_names([name for name, _ in headers], values)
+    return b"".join(b"%s: %s\r\n" % pair for pair in zip(names, values, strict=True))
 
 
-def _check(names: list[bytes], values: list[bytes]) -> None:
-    """Refuse what would end a header early or break its name: once over all of a reply's
-    headers, not per header."""
-    if b"\1" in b"".join(names).translate(_NAME_TABLE):
+def _checked_names(names: list[bytes], values: list[bytes]) -> list[bytes]:
+    """The names lower-cased, once all of them and the values are checked (at once, not per
+    header): what would end a header early or break its name is refused (RuntimeError)."""
+    if not names:
+        return names
+    joined = b"\0".join(names)
+    lowered = joined.lower()  # the same bytes allowed: only A-Z change
+    if b"\1" in lowered.translate(_NAME_TABLE) or lowered.count(b"\0") != len(names) - 1:
         raise RuntimeError("Invalid HTTP header name.")
     if b"\1" in b"".join(values).translate(_VALUE_TABLE):
         raise RuntimeError("Invalid HTTP header value.")
+    return names if lowered == joined else lowered.split(b"\0")
 
 
 def _nothing() -> None:

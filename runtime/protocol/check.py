@@ -38,20 +38,15 @@ class _Validator(Protocol):
     def validate_python(self, input: Any, *, strict: bool | None = None) -> Any: ...
 
 
-class _Values:
-    """A model's validated values as attributes, its defaults where a field is absent."""
-
-    def __init__(self, values: dict[str, Any], defaults: dict[str, Any]) -> None:
-        self.__dict__ = {**defaults, **values}
-
-
 @dataclass(frozen=True)
 class Mirror:
     """A request model's fields as a TypedDict, and its model validators."""
 
     fields: _Validator  # the TypeAdapter's own validator: no Python layer per call
     after: tuple[Callable[[Any], Any], ...]
-    defaults: dict[str, Any]
+    # What the model validators read: the values as attributes of an instance of this
+    # class, whose class attributes are the defaults (a field absent reads as its default).
+    values: type
 
     def accepts(self, data: dict[str, Any]) -> bool:
         try:
@@ -59,7 +54,8 @@ class Mirror:
         except ValidationError:
             return False
         if self.after:
-            view = _Values(values, self.defaults)
+            view: Any = object.__new__(self.values)
+            view.__dict__ = values  # no copy: the defaults stay on the class
             try:
                 for validator in self.after:
                     validator(view)
@@ -102,7 +98,7 @@ def mirror(model: type[BaseModel]) -> Mirror | None:
     for name, info in model.model_fields.items():
         if info.alias or info.validation_alias or info.discriminator or info.validate_default:
             return None
-        if hasattr(_Values, name):  # read as an attribute, it would be the class's own
+        if hasattr(object, name):  # read as an attribute, it would be every object's own
             return None
         marks = [*info.metadata, *per_field[name]]
         kind = Annotated[(info.annotation, *marks)] if marks else info.annotation
@@ -112,7 +108,8 @@ def mirror(model: type[BaseModel]) -> Mirror | None:
             shape[name] = NotRequired[kind]
             defaults[name] = info.get_default(call_default_factory=True)
     typed = with_config(ConfigDict(extra=extra))(TypedDict(model.__name__, shape))  # type: ignore[operator]
-    return Mirror(TypeAdapter(typed).validator, tuple(after), defaults)
+    values = type(f"{model.__name__}Values", (), defaults)
+    return Mirror(TypeAdapter(typed).validator, tuple(after), values)
 
 
 def _takes_one(func: Callable[..., Any]) -> bool:

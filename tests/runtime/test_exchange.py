@@ -14,7 +14,14 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from runtime.exchange import DISCONNECT, RESPONSE, Exchange, HeldHeads, _check, default_head
+from runtime.exchange import (
+    DISCONNECT,
+    RESPONSE,
+    Exchange,
+    HeldHeads,
+    _checked_names,
+    default_head,
+)
 
 DEFAULTS = default_head([(b"server", b"chutebox-test")])
 JSON = [(b"content-type", b"application/json"), (b"content-length", b"2")]
@@ -203,11 +210,23 @@ def test_every_byte_in_a_header_is_judged_as_uvicorn_judges_it() -> None:
             (b"x-a", b"v" + char, HEADER_VALUE_RE.search(b"v" + char) is not None),
         ):
             try:
-                _check([b"content-type", name], [b"text/plain", value])
+                _checked_names([b"content-type", name], [b"text/plain", value])
             except RuntimeError:
                 assert refused, (name, value)
             else:
                 assert not refused, (name, value)
+
+
+def test_header_names_go_out_lower_cased_and_their_framing_read_in_any_case() -> None:
+    async def scenario() -> list[bytes]:
+        transport = Transport()
+        ex = exchange(transport)
+        headers = [(b"Content-Type", b"text/plain"), (b"X-Trace", b"A"), (b"Content-Length", b"2")]
+        await ex.send({"type": RESPONSE, "status": 200, "headers": headers, "body": b"ok"})
+        return transport.writes
+
+    (write,) = run(scenario)
+    assert write.endswith(b"content-type: text/plain\r\nx-trace: A\r\ncontent-length: 2\r\n\r\nok")
 
 
 def test_a_body_that_breaks_its_content_length_is_an_error() -> None:
