@@ -352,9 +352,11 @@ def _checked_names(names: list[bytes], values: list[bytes]) -> list[bytes]:
         return names
     joined = b"\0".join(names)
     lowered = joined.lower()  # the same bytes allowed: only A-Z change
-    if b"\1" in lowered.translate(_NAME_TABLE) or lowered.count(b"\0") != len(names) - 1:
+    # `find`, not `in`: `in` first tries its operand as an integer, raising (and clearing) a
+    # TypeError inside CPython each time.
+    if lowered.translate(_NAME_TABLE).find(b"\1") >= 0 or lowered.count(b"\0") != len(names) - 1:
         raise RuntimeError("Invalid HTTP header name.")
-    if b"\1" in b"".join(values).translate(_VALUE_TABLE):
+    if b"".join(values).translate(_VALUE_TABLE).find(b"\1") >= 0:
         raise RuntimeError("Invalid HTTP header value.")
     return names if lowered == joined else lowered.split(b"\0")
 
