@@ -23,7 +23,9 @@ cancelled per reply for the keep-alive timeout; two regular expressions per head
 - an app whose reply body is known when it starts may send it as one message, `{"type":
   RESPONSE, "status", "headers", "body"}` (the extension `RESPONSE` in the scope says the
   server takes it): what `http.response.start` and one final `http.response.body` do, in
-  one `send` and one pass over the reply.
+  one `send` and one pass over the reply. A middleware that wraps `send` without knowing
+  that message must take RESPONSE out of the extensions it passes on (chutebox's own app
+  uses it only from its outermost layer, runtime.dispatch).
 
 Otherwise it behaves as uvicorn's cycle does: `Expect: 100-continue`, HEAD, chunked
 replies when no length is given, `Connection: close`, a 500 when the app fails before
