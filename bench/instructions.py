@@ -8,7 +8,9 @@ chat requests sent over 8 keep-alive connections, then off. Instructions are cou
 user space, C included (pydantic, orjson, the regular-expression engine, the interpreter
 itself), which `bench/bytecodes.py` cannot see; they are the same from run to run (±0.5%)
 where timings here vary by ±10%. The functions that ran the most are listed from
-callgrind's own output (`callgrind_annotate`). Not a timing: an instruction in a tight C
+callgrind's own output (`callgrind_annotate`), and the objects CPython's allocator made per
+request (callgrind's call counts: every object made is one to free, much of what py-spy
+shows as the event loop's share). Not a timing: an instruction in a tight C
 loop costs a fraction of one in the interpreter, so read a change here beside
 bench/proxy.py's rates. Needs valgrind (`apt-get install valgrind`). `--set` and
 `--no-auth` pass to bench/relay.py, for ablations.
@@ -65,6 +67,30 @@ async def send(port: int, total: int) -> None:
     await asyncio.gather(*(one_connection(total // CONNECTIONS) for _ in range(CONNECTIONS)))
 
 
+# CPython's constructors worth counting per request, as callgrind names them.
+ALLOCATORS = {"_PyObject_Malloc": "small blocks (pymalloc)", "tuple_alloc": "tuples",
+              "PyFloat_FromDouble": "floats", "PyDict_New": "dicts (empty)",
+              "_PyDict_FromItems": "dicts (literals)", "PyList_New": "lists",
+              "PyBytes_FromStringAndSize": "bytes", "PyUnicode_New": "str"}  # fmt: skip
+
+
+def calls(dump: Path) -> dict[str, int]:
+    """How many times each function of ALLOCATORS was called, over the dump."""
+    names: dict[str, str] = {}
+    totals = dict.fromkeys(ALLOCATORS, 0)
+    callee = None
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith(("cfn=", "fn=")):
+            ref, _, name = line.split("=", 1)[1].partition(" ")
+            if name:
+                names[ref] = name
+            if line.startswith("cfn="):
+                callee = names.get(ref)
+        elif line.startswith("calls=") and callee in totals:
+            totals[callee] += int(line[6:].split()[0])
+    return totals
+
+
 def count(name: str, argv: list[str], requests: int, top: int) -> int:
     """Instructions per request of one server, printing its busiest functions."""
     out = Path(tempfile.mkdtemp(prefix="chutebox-callgrind-")) / "callgrind.out"
@@ -109,6 +135,9 @@ def count(name: str, argv: list[str], requests: int, top: int) -> int:
         number, _, where = line.strip().partition(" ")
         where = re.sub(r"^\(\s*[\d.]+%\)\s+", "", where).split(" [")[0]
         print(f"  {int(number.replace(',', '')) / requests:10,.0f}  {where.rsplit('/', 1)[-1]}")
+    made = calls(dumps[-1])
+    print("  made per request: " + ", ".join(
+        f"{made[fn] / requests:.0f} {what}" for fn, what in ALLOCATORS.items()))  # fmt: skip
     shutil.rmtree(out.parent, ignore_errors=True)
     return total // requests
 
