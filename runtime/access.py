@@ -17,11 +17,12 @@ from typing import Any
 
 from starlette.types import Scope
 
-from runtime.logs import BatchingHandler, TextFormatter
+from runtime.logs import BatchingHandler
 from runtime.record import RequestRecord
 from runtime.usage import Usage
 
 LOGGER = logging.getLogger("chutebox.access")
+_NO_FIELDS: dict[str, Any] = {}  # handed to a formatter that writes none (read, never changed)
 
 
 # (ended, client, method, path, status, elapsed, chute, invocation id, usage): a plain tuple,
@@ -67,15 +68,12 @@ class AccessLog:
             return
         own = self._own_handler()
         if own is not None:
-            formatter, name = own.formatter, self.logger.name
-            if type(formatter) is TextFormatter:
-                # Its `line`, in one step per entry: the message alone (no fields), the time
-                # from the formatter, the rest the same for every line.
-                stamp, middle = formatter.stamp, f" INFO    {name}: "
-                own.add_lines([f"{stamp(e[0])}{middle}{_text(e)}" for e in pending])
-            else:
-                line = formatter.line  # type: ignore[union-attr]
+            line = own.formatter.line  # type: ignore[union-attr]
+            name = self.logger.name
+            if getattr(own.formatter, "writes_fields", True):
                 own.add_lines([line(e[0], name, _text(e), _fields(e)) for e in pending])
+            else:  # the text format writes the message alone: its fields are not made
+                own.add_lines([line(e[0], name, _text(e), _NO_FIELDS) for e in pending])
             return
         for entry in pending:
             self.logger.handle(self._record(entry))

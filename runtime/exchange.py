@@ -44,7 +44,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 # What uvicorn refuses in header names (controls, separators) and values (controls but tab),
-# as translation tables: a byte allowed becomes NUL, a byte refused becomes 0x01, which `in`
+# as translation tables: a byte allowed becomes NUL, a byte refused becomes 0x01, which `find`
 # then finds. One pass in C per reply (a regular expression's search took twice the time,
 # and `translate` deleting the allowed bytes first built a table of its own per call). The
 # names are checked joined by NUL, which the name table lets pass (a NUL within a name shows

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 # Every digit as "0", every other byte as ".": a run of 19 digits is then a plain substring
-# to find. Two linear passes in C: the regular expression `\d{19}` tried a match at every
-# digit, ~7 µs per KB of body (0.7 ms for a 100 KB prompt), against ~0.5 µs here.
+# to find. Two linear passes in C, ~0.5 µs per KB of body: the regular expression `\d{19}`
+# tried a match at every digit, ~7 µs per KB (0.7 ms for a 100 KB prompt).
 _DIGITS = bytes(0x30 if 0x30 <= c <= 0x39 else 0x2E for c in range(256))
 _LONG_RUN = b"0" * 19
 

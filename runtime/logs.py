@@ -19,6 +19,9 @@ _MILLIS = tuple(f"{ms:03d}" for ms in range(1000))
 class TextFormatter(logging.Formatter):
     """TEXT_FORMAT, its time formatted as logging's default does, the date part once a second."""
 
+    # `line` writes the message alone (runtime.access need not make the fields).
+    writes_fields = False
+
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self._stamp = (-1, "")  # one tuple: read and replaced whole, also across threads
@@ -31,10 +34,6 @@ class TextFormatter(logging.Formatter):
     def _time(self, created: float, msecs: float) -> str:
         return f"{self._date(created)},{_MILLIS[int(msecs)]}"  # logging's default_msec_format
 
-    def stamp(self, created: float) -> str:
-        """The time of a record made at `created`, as this format writes it."""
-        return f"{self._date(created)},{_MILLIS[int((created - int(created)) * 1000)]}"
-
     def _date(self, created: float) -> str:
         """The time to the second, formatted once a second."""
         second, stamp = self._stamp
@@ -45,7 +44,8 @@ class TextFormatter(logging.Formatter):
 
     def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
         """What `format` makes of an INFO record with this message, made without one."""
-        return f"{self.stamp(created)} INFO    {logger}: {message}"
+        millis = _MILLIS[int((created - int(created)) * 1000)]
+        return f"{self._date(created)},{millis} INFO    {logger}: {message}"
 
 
 class JsonFormatter(logging.Formatter):

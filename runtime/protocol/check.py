@@ -3,8 +3,8 @@
 The gateway validates each request against its route's pydantic model, then forwards the
 JSON as it came (rewritten): the model instance is thrown away. Building it was most of the
 cost — a chat request names 3 of its model's 37 fields, and the model fills in the other
-34 with their defaults — about a tenth of a relayed request's CPU (valgrind's instruction
-count of the relay, bench/README.md).
+34 with their defaults — about a tenth of a relayed request's instructions (44,000 of
+428,000 per request under valgrind, as `python bench/instructions.py` counts them).
 
 So each model is mirrored, once, by a TypedDict of its fields: absent fields stay absent.
 Each field keeps its type and constraints and the model's own field validators; the model's
@@ -68,11 +68,9 @@ class Mirror:
 def mirror(model: type[BaseModel]) -> Mirror | None:
     """The model's mirror, or None where the model must decide itself."""
     decorators = model.__pydantic_decorators__
-    config = dict(model.model_config)
     extra = model.model_config.get("extra") or "ignore"
-    config.pop("extra", None)
     if (
-        config
+        set(model.model_config) - {"extra"}  # other configuration: not followed here
         or decorators.validators
         or decorators.root_validators
         or model.__private_attributes__
