@@ -46,8 +46,7 @@ class AccessLog:
         self._template = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "", (), None)
 
     def add(self, scope: Scope, record: RequestRecord, status: int, elapsed: float) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
+        # Whether the logger takes INFO is asked once a batch, in `flush`.
         self._pending.append((
             time(), scope.get("client"), scope["method"], scope["path"], status, elapsed,
             record.chute or "-", record.invocation_id, record.usage,
@@ -64,7 +63,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, []
-        if not pending:
+        if not pending or not self.logger.isEnabledFor(logging.INFO):
             return
         own = self._own_handler()
         if own is not None:

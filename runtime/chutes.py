@@ -175,7 +175,11 @@ class Chute:
     def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> Replica:
         """Replica `prefer` when it is ready (the one holding state the request needs), else
         the ready replica the router chooses for `prompt`; counts this one in."""
-        ready = self.ready()
+        replicas = self.replicas
+        if len(replicas) == 1 and replicas[0].state is _READY and replicas[0].endpoint:
+            ready = replicas  # one ready replica: no list made for it
+        else:
+            ready = self.ready()
         if not ready:
             self.require_ready()
             raise EngineUnavailableError(
@@ -188,13 +192,20 @@ class Chute:
 
 
 class Lease:
-    """A request's place on one ready replica; it moves when that replica is found down."""
+    """A request's place on one ready replica; it moves when that replica is found down.
+    `slot`: the request holds one of the chute's admission slots, given back with the
+    lease."""
 
     def __init__(
-        self, chute: Chute, prefer: int | None = None, prompt: Prompt | None = None
+        self,
+        chute: Chute,
+        prefer: int | None = None,
+        prompt: Prompt | None = None,
+        slot: bool = False,
     ) -> None:
         self.chute = chute
         self.prompt = prompt
+        self.slot = slot
         self.replica = chute.pick(prefer, prompt)
 
     @property
@@ -222,6 +233,8 @@ class Lease:
 
     def release(self) -> None:
         self.replica.outstanding -= 1
+        if self.slot:
+            self.chute.admission.release()
 
 
 class ChuteSet:
@@ -249,11 +262,14 @@ class ChuteSet:
 
     def resolve(self, model: str) -> tuple[Chute, bool]:
         """The chute for `model`, and whether the `:THINKING` suffix asked for thinking."""
+        chute = self._by_name.get(model)
+        if chute is not None:  # the name itself (a suffix that is part of a name stays)
+            return chute, False
         name, thinking = split_thinking(model)
-        chute = self._by_name.get(model) or self._by_name.get(name)
+        chute = self._by_name.get(name)
         if chute is None:
             raise NotFoundError(f"model not found: {model}", param="model", code="model_not_found")
-        return chute, thinking and chute.name != model
+        return chute, thinking
 
     def only_with(self, capability: str) -> Chute:
         """The one chute that serves `capability`, for requests that may omit `model`."""

@@ -221,8 +221,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         return cls.default_head[1]
 
     def _start(self, exchange: Exchange, app: Any) -> None:
-        task = self.loop.create_task(exchange.run(app))
-        task.add_done_callback(self.tasks.discard)
+        exchange.task = task = self.loop.create_task(exchange.run(app, self.tasks))
         self.tasks.add(task)
 
     def on_body(self, body: bytes) -> None:

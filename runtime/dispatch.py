@@ -75,7 +75,7 @@ class DirectApp:
         route, endpoint = found
         scope["route"] = route  # as the router would set it
         op = endpoint.op
-        record = RequestRecord.begin(scope, op)
+        record = RequestRecord.begin(scope, op, self.observer.ids)
         extra = stamps(scope, record)
         status = 500
         started = False

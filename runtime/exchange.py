@@ -82,7 +82,7 @@ class Exchange:
         "scope", "transport", "flow", "loop", "default_head", "on_response", "log",
         "body", "more_body", "pending", "waiter", "disconnected", "keep_alive",
         "waiting_for_100_continue", "response_started", "response_complete", "chunked",
-        "remaining", "head", "heads", "departure", "buffered",
+        "remaining", "head", "heads", "departure", "buffered", "task",
     )  # fmt: skip
 
     def __init__(
@@ -126,6 +126,8 @@ class Exchange:
         self.heads = heads
         # What the app asked to hear when the client leaves (the DISCONNECT extension).
         self.departure = Departure()
+        # The task running `run`, while it runs (set by the server that started it).
+        self.task: asyncio.Task[None] | None = None
         scope["extensions"] = {DISCONNECT: {"watch": self.departure.watch}, RESPONSE: {}}
 
     # fed by the protocol
@@ -151,7 +153,10 @@ class Exchange:
             waiter.set_result(None)
 
     # running the app
-    async def run(self, app: Any) -> None:
+    async def run(self, app: Any, tasks: set[asyncio.Task[None]] | None = None) -> None:
+        """Run `app` for this request. `tasks`: the server's running requests, which hold
+        this one's `task` until the app is done (taken out here, not by a done-callback:
+        that is one more callback through the event loop per request)."""
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
@@ -172,6 +177,9 @@ class Exchange:
                 self._close()
         finally:
             self.on_response = _nothing
+            if tasks is not None:
+                tasks.discard(self.task)
+                self.task = None  # the task holds this exchange: no cycle left behind
 
     async def _send_500(self) -> None:
         await self.send({"type": "http.response.start", "status": 500, "headers": _SERVER_ERROR})

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from runtime import fastjson
-from runtime.backend import RESPONSES
+from runtime.backend import RESPONSES, AbortCall
 from runtime.chutes import Chute, Endpoint, Lease
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fields import openai_fields, screen
@@ -105,7 +105,9 @@ async def forward(
     engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
     screen_fields(data, engine_fields, op, gateway.strict_params)
     chute.require_ready()
-    thinking = thinking or wants_thinking(record.headers.get(b"x-enable-thinking"))
+    if not thinking:
+        header = record.headers.get(b"x-enable-thinking")
+        thinking = header is not None and wants_thinking(header)
     body = rewrite_request(
         data,
         chute.engine_model,
@@ -132,22 +134,12 @@ async def forward(
         # A salted prompt's blocks are keyed by more than its tokens (runtime.routing.kv_events).
         if chute.router.kv and "cache_salt" not in data:
             refine = engine_tokens(gateway, chute, body, op.capability)
+    payload = fastjson.dumps(body)  # before the slot: from the lease on, the call gives it back
     lease = await admit(chute, op, prefer, prompt, refine)
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
-    return _call(
-        gateway,
-        record,
-        chute,
-        lease,
-        op,
-        op.path,
-        fastjson.dumps(body),
-        abort=abort,
-        on_reply=on_reply,
-        whole=whole,
-    )
+    return _call(gateway, record, lease, op, op.path, payload, abort, on_reply, whole=whole)
 
 
 async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> EngineCall:
@@ -171,7 +163,7 @@ async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> 
         path += "?" + scope["query_string"].decode("latin-1")
     body = b"" if op.method == "POST" else None
     # A stored response repeats its usage; it was counted when it was made.
-    return _call(gateway, record, chute, lease, op, path, body, count_usage=False)
+    return _call(gateway, record, lease, op, path, body, count_usage=False)
 
 
 log = logging.getLogger("chutebox.routing")
@@ -224,7 +216,8 @@ async def admit(
     try:
         if prompt is not None and refine is not None:
             prompt = await refine(prompt)
-        return Lease(chute, prefer, prompt)  # not ready after a wait in the queue (a restart): 503
+        # Not ready after a wait in the queue (a restart): 503. The lease gives the slot back.
+        return Lease(chute, prefer, prompt, op.slot)
     except BaseException:
         if op.slot:
             chute.admission.release()
@@ -241,31 +234,31 @@ def _remember(gateway: Gateway, chute: Chute, lease: Lease) -> Callable[[bytes],
 def _call(
     gateway: Gateway,
     record: RequestRecord,
-    chute: Chute,
     lease: Lease,
     op: Operation,
     path: str,
     body: bytes | None,
-    **kwargs: Any,
+    abort: AbortCall | None = None,
+    on_reply: Callable[[bytes], None] | None = None,
+    count_usage: bool = True,
+    whole: bool = False,
 ) -> EngineCall:
-    def done() -> None:
-        lease.release()
-        if op.slot:
-            chute.admission.release()
-
+    # By position: a call by keywords matches each name against the parameters', and a
+    # `**kwargs` passed on builds a dict per request.
     return EngineCall(
         gateway.upstream,
         lease,
         path,
         body,
-        method=op.method,
-        headers=chute.admission.raw_headers,
-        on_done=done,
-        metrics=gateway.metrics,
-        keepalive=gateway.keepalive,
-        shutdown=gateway.chutes,
-        record=record,
-        **kwargs,
+        gateway.chutes,
+        record,
+        op.method,
+        gateway.metrics,
+        gateway.keepalive,
+        abort,
+        on_reply,
+        count_usage,
+        whole,
     )
 
 

@@ -60,6 +60,15 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class RouteSeries:
+    """One chute's route: its requests by status, and their durations (None where no chute
+    took them: not timed)."""
+
+    statuses: dict[int, int]
+    durations: Tally | None
+
+
+@dataclass(frozen=True)
 class StreamMeters:
     """The tallies one chute's streams observe, looked up once per request, not per event."""
 
@@ -71,8 +80,8 @@ class Metrics:
     """Every series the gateway exports; `render()` is the body of GET /metrics."""
 
     def __init__(self, chutes: ChuteSet) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.durations: dict[tuple[str, str], Tally] = {}
+        # By (chute, route): one lookup per request finds both its count and its timing.
+        self.routes: dict[tuple[str, str], RouteSeries] = {}
         self.streams: dict[str, StreamMeters] = {}
         self.token_counts: dict[str, list[int]] = {}
         self.disconnects: dict[tuple[str, str], int] = {}
@@ -82,13 +91,14 @@ class Metrics:
 
     def answered(self, chute: str, route: str, status: int, seconds: float) -> None:
         """One request done: counted by status, and timed when it reached a chute."""
-        key = (chute, route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        if chute:
-            tally = self.durations.get((chute, route))
-            if tally is None:
-                tally = self.durations[(chute, route)] = Tally(DURATION_BUCKETS)
-            tally.observe(seconds)
+        series = self.routes.get((chute, route))
+        if series is None:
+            timed = Tally(DURATION_BUCKETS) if chute else None
+            series = self.routes[(chute, route)] = RouteSeries({}, timed)
+        statuses = series.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        if series.durations is not None:
+            series.durations.observe(seconds)
 
     def tokens(self, chute: str, prompt: int, completion: int) -> None:
         counts = self.token_counts.get(chute)
@@ -120,12 +130,14 @@ class RequestCollector(Collector):
         m = self.metrics
         requests = _counter("requests", "Requests answered, by chute, route and status",
                             "chute", "route", "status")  # fmt: skip
-        for (chute, route, status), count in m.requests.items():
-            requests.add_metric([chute, route, str(status)], count)
         duration = _histogram("request_duration_seconds", "End-to-end request time at the "
                               "gateway", "chute", "route")  # fmt: skip
-        for labels, tally in m.durations.items():
-            duration.add_metric(list(labels), tally.cumulative(), tally.total)
+        for (chute, route), series in m.routes.items():
+            for status, count in series.statuses.items():
+                requests.add_metric([chute, route, str(status)], count)
+            if series.durations is not None:
+                tally = series.durations
+                duration.add_metric([chute, route], tally.cumulative(), tally.total)
         ttft = _histogram("time_to_first_token_seconds", "Request start to first stream event",
                           "chute")  # fmt: skip
         itl = _histogram("inter_token_latency_seconds", "Time between stream events", "chute")

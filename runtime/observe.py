@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime.access import AccessLog
 from runtime.metrics import Metrics
 from runtime.operation import Operation
-from runtime.record import RequestRecord
+from runtime.record import InvocationIds, RequestRecord
 from runtime.traffic import Traffic
 
 # nginx's code for "client closed the request": what a disconnect is counted as.
@@ -29,7 +29,8 @@ OTHER = "other"
 
 
 class Observer:
-    """Where an answered request is counted, timed and logged."""
+    """Where an answered request is counted, timed and logged (and where its id comes
+    from: `ids`)."""
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class Observer:
         self.metrics = metrics
         self.access_log = access_log
         self.traffic = traffic
+        self.ids = InvocationIds()
 
     def answered(self, scope: Scope, record: RequestRecord, status: int) -> None:
         elapsed = perf_counter() - record.started
@@ -76,7 +78,8 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        record = RequestRecord.begin(scope, self.operations.get((scope["path"], scope["method"])))
+        op = self.operations.get((scope["path"], scope["method"]))
+        record = RequestRecord.begin(scope, op, self.observer.ids)
         status = 500
 
         async def timed(message: Message) -> None:

@@ -48,22 +48,43 @@ class RequestRecord:
     authenticated: bool = False
 
     @classmethod
-    def begin(cls, scope: Scope, operation: Operation | None) -> RequestRecord:
+    def begin(
+        cls, scope: Scope, operation: Operation | None, ids: InvocationIds | None = None
+    ) -> RequestRecord:
+        """The record of a request starting now, its id from `ids` (else the OS's own)."""
         state = scope.get("state") or {}  # the lifespan's state, as the server copies it in
         raw = scope["headers"]
         if not isinstance(raw, list | tuple):  # ASGI allows any iterable: read it once
             raw = scope["headers"] = list(raw)
         headers = dict(reversed(raw))  # reversed: a repeated name keeps its first value
-        # Positional: the generated __init__ takes them faster than by keyword. The id has
-        # uuid4's randomness, without the UUID object.
-        record = cls(state.get("gateway"), operation, os.urandom(16).hex(), perf_counter(),
-                     headers, len(headers) != len(raw))  # fmt: skip
+        # Positional: the generated __init__ takes them faster than by keyword.
+        invocation_id = ids.next() if ids is not None else os.urandom(16).hex()
+        record = cls(state.get("gateway"), operation, invocation_id, perf_counter(), headers,
+                     len(headers) != len(raw))  # fmt: skip
         scope[RECORD] = record
         return record
 
     @property
     def dialect(self) -> Dialect:
         return self.operation.dialect if self.operation is not None else Dialect.OPENAI
+
+
+class InvocationIds:
+    """Request ids with uuid4's randomness (128 bits from the OS, as 32 hex digits, without
+    the UUID object), read `batch` at a time: a system call per request cost a relayed one
+    ~0.3 µs. One per app, in the process that serves."""
+
+    def __init__(self, batch: int = 256) -> None:
+        self.batch = batch
+        self._digits = ""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._digits):
+            self._digits, at = os.urandom(16 * self.batch).hex(), 0
+        self._at = at + 32
+        return self._digits[at : at + 32]
 
 
 def record_of(scope: Scope) -> RequestRecord:

@@ -106,14 +106,23 @@ class EngineCall:
     """Forward one request to an engine and relay the reply to the client.
 
     The request goes to the lease's replica; if that one refuses it unanswered, the lease
-    moves to another ready replica and it goes there (503 when none is left).
-    What it learns on the way goes into the request's record for the access log and
-    `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into `metrics`. `on_reply`
-    sees the start of a successful reply (the whole body, or the first chunk of a stream).
+    moves to another ready replica and it goes there (503 when none is left). The lease is
+    released when the call ends (then `on_done` runs), and the reply carries its chute's
+    admission headers. What it learns on the way goes into the request's record for the
+    access log and `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into
+    `metrics`. `on_reply` sees the start of a successful reply (the whole body, or the first
+    chunk of a stream).
     `whole`: nothing between the server and this call wraps `send` without knowing the
     server's RESPONSE extension, so a reply that is not a stream goes as one message where
     the server offers it.
     """
+
+    # What a call learns as it runs, set on the instance only when it changes (one made per
+    # request: each store in `__init__` is paid every time).
+    _started = False
+    _stream: StreamRelay | None = None
+    _task: asyncio.Task[Any] | None = None
+    _left = False
 
     def __init__(
         self,
@@ -121,41 +130,37 @@ class EngineCall:
         lease: Lease,
         path: str,
         body: bytes | None,
-        *,
-        method: str = "POST",
-        headers: Callable[[], list[tuple[bytes, bytes]]] = list,
-        on_done: Callable[[], None] | None = None,
-        abort: AbortCall | None = None,
-        metrics: Metrics | None = None,
-        keepalive: float = 0.0,
         shutdown: ChuteSet,
         record: RequestRecord,
+        method: str = "POST",
+        metrics: Metrics | None = None,
+        keepalive: float = 0.0,
+        abort: AbortCall | None = None,
         on_reply: Callable[[bytes], None] | None = None,
         count_usage: bool = True,
         whole: bool = False,
+        on_done: Callable[[], None] | None = None,
     ) -> None:
         self.upstream = upstream
         self.lease = lease
         self.path = path
         self.body = body
-        self.method = method
-        self.headers = headers
-        self.on_done = on_done
-        self.abort = abort
-        self.metrics = metrics
-        self.keepalive = keepalive
         self.shutdown = shutdown
         # The chute (for metrics) and the error dialect are the request's, from its record.
         self.record = record
         self.chute = record.chute
-        self.dialect = record.dialect
+        self.method = method
+        self.metrics = metrics
+        self.keepalive = keepalive
+        self.abort = abort
         self.on_reply = on_reply
         self.count_usage = count_usage
         self.whole = whole
-        self._started = False
-        self._stream: StreamRelay | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._left = False
+        self.on_done = on_done
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.record.dialect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = self.record
@@ -198,6 +203,7 @@ class EngineCall:
             await self._stopped(send)
         finally:
             self.shutdown.relays.discard(task)
+            self.lease.release()
             if self.on_done is not None:
                 self.on_done()
 
@@ -227,7 +233,7 @@ class EngineCall:
 
     def _headers(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> list[Any]:
         headers = [(b"content-type", content_type.encode()), *extra]
-        headers += self.headers()
+        headers += self.lease.chute.admission.raw_headers()
         return headers
 
     async def _fail_over(self, error: EngineDownError) -> UpstreamResponse:

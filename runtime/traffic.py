@@ -59,7 +59,10 @@ class Traffic:
         ring = self._rings.get(chute)
         if ring is None:
             ring = self._rings[chute] = _Ring()
-        bucket = ring.at(int(self.clock()))
+        second = int(self.clock())
+        bucket = ring.buckets[second % WINDOW]
+        if bucket.second != second:  # the first request of a new second
+            bucket = ring.at(second)
         bucket.requests += 1
         bucket.rejected += status == 429
         bucket.tokens += tokens

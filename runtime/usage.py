@@ -16,6 +16,7 @@ _KEY = b'"usage"'
 # The usual shape: a flat object (vLLM's `prompt_tokens_details` is null unless it caches).
 _FLAT = re.compile(rb"\s*:\s*(\{[^{}]*\})")
 _DECODER = json.JSONDecoder()
+_new = tuple.__new__
 
 
 class Usage(NamedTuple):
@@ -30,7 +31,13 @@ def find_usage(data: bytes) -> Usage | None:
     at = data.rfind(_KEY)
     if at < 0:
         return None
-    value = _flat(data, at + len(_KEY))
+    value = None
+    flat = _FLAT.match(data, at + len(_KEY))  # the usual shape, parsed alone
+    if flat is not None:
+        try:
+            value = orjson.loads(flat.group(1))
+        except ValueError:
+            pass
     if value is None:
         text = data[at + len(_KEY) :].decode("utf-8", "replace").lstrip()
         if not text.startswith(":"):
@@ -47,15 +54,5 @@ def find_usage(data: bytes) -> Usage | None:
     completion = value.get("completion_tokens", value.get("output_tokens", 0))
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    return Usage(prompt, completion)
-
-
-def _flat(data: bytes, at: int) -> object:
-    """The value at `at` when it is a flat object, parsed; else None (the slow path decides)."""
-    match = _FLAT.match(data, at)
-    if match is None:
-        return None
-    try:
-        return orjson.loads(match.group(1))
-    except ValueError:
-        return None
+    # tuple's own constructor: a NamedTuple's `__new__` is a Python function per call.
+    return _new(Usage, (prompt, completion))

@@ -89,10 +89,12 @@ class Router:
         """The position in `ready` (not empty) of the replica to send to. The prompt's
         tokens are matched against the engines' KV-cache events first; the approximate index
         answers when they show no replica holding it."""
-        position = self._least_loaded(ready)
-        if prompt is not None and len(ready) > 1:
-            position = self._affine(ready, prompt, position)
-            self.index.record(prompt.keys, ready[position].index)
+        position = 0  # one replica: nothing to weigh
+        if len(ready) > 1:
+            position = self._least_loaded(ready)
+            if prompt is not None:
+                position = self._affine(ready, prompt, position)
+                self.index.record(prompt.keys, ready[position].index)
         chosen = ready[position].index
         self.stats.routed[chosen] = self.stats.routed.get(chosen, 0) + 1
         return position
@@ -128,8 +130,6 @@ class Router:
 
     def _least_loaded(self, ready: Sequence[Candidate]) -> int:
         count = len(ready)
-        if count == 1:
-            return 0
         self._turn += 1
         turn = self._turn
         return min(range(count), key=lambda p: (ready[p].outstanding, (p + turn) % count))

@@ -148,3 +148,16 @@ def test_with_chuteboxs_own_handler_each_line_is_what_a_record_would_have_made()
         # The two loggers differ only in their names.
         slow_text = slow.text.replace("test.access.lines.1", "test.access.lines.0")
         assert fast.text == slow_text and fast.text.count("\n") == 2
+
+
+def test_a_logger_above_info_logs_nothing_and_keeps_nothing() -> None:
+    async def scenario() -> tuple[Collect, AccessLog]:
+        handler = Collect()
+        log = AccessLog(logger_with(handler, "quiet", logging.WARNING), capacity=2, interval=60)
+        for _ in range(3):
+            log.add(scope(), record(), 200, 0.001)
+        log.close()
+        return handler, log
+
+    handler, log = asyncio.run(scenario())
+    assert handler.records == [] and log._pending == []

@@ -69,3 +69,14 @@ def test_the_key_check_reads_a_request_as_its_headers_came(
     assert (refused is None) == passes and record.authenticated == passes
     if says is not None:
         assert refused is not None and says in refused.message
+
+
+def test_a_key_with_whitespace_passes_neither_path() -> None:
+    # The whole-header comparison (`Bearer <key>`) must take no key the words would not.
+    check = KeyCheck(["two words", "good"], public_routes(False))
+    for value in (b"Bearer two words", b"two words"):
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                 "headers": [(b"authorization", value)]}  # fmt: skip
+        record = RequestRecord.begin(scope, None)
+        assert check.refusal(scope, record) is not None and not record.authenticated
+    assert check.bearers == (b"Bearer good",)

@@ -309,3 +309,24 @@ def test_a_finished_exchange_leaves_no_reference_cycle() -> None:
             gc.enable()
 
     assert run(scenario) == 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_request_leaves_the_servers_running_tasks_as_its_app_ends(fails: bool) -> None:
+    # The server holds each request's task in `tasks` (its graceful shutdown waits on them);
+    # the exchange takes it out itself, even when the app raises.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if fails:
+            raise RuntimeError("boom")
+        await send({"type": RESPONSE, "status": 200, "headers": JSON, "body": b"{}"})
+
+    async def scenario() -> tuple[int, int, object]:
+        tasks: set[asyncio.Task[None]] = set()
+        ex = exchange(Transport())
+        ex.task = task = asyncio.get_running_loop().create_task(ex.run(app, tasks))
+        tasks.add(task)
+        held = len(tasks)
+        await task
+        return held, len(tasks), ex.task
+
+    assert run(scenario) == (1, 0, None)

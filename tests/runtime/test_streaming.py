@@ -111,9 +111,8 @@ def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> N
         record = RequestRecord(None, None, "id", 0.0, chute="m")
         lease = Lease(chute)
 
-        def done() -> None:
-            lease.release()
-            upstream.seen.append("done")
+        def done() -> None:  # after the call released its lease
+            upstream.seen.append(f"done, {replica.outstanding} outstanding")
 
         call = EngineCall(upstream, lease, "/v1/chat/completions", b"{}",  # type: ignore[arg-type]
                           on_done=done, shutdown=ChuteSet([chute]), record=record)  # fmt: skip
@@ -130,7 +129,11 @@ def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> N
         return upstream.seen, call, replica
 
     seen, call, replica = asyncio.run(scenario())
-    assert seen == ["engine call cleaned up", "done", "receive called 0x, watch cleared: True"]
+    assert seen == [
+        "engine call cleaned up",
+        "done, 0 outstanding",
+        "receive called 0x, watch cleared: True",
+    ]
     assert call.record.disconnected and replica.outstanding == 0
 
 
