@@ -36,12 +36,11 @@ _CHAT, _MODEL = Rewrite.CHAT, Rewrite.MODEL
 
 
 def screen_fields(
-    data: dict[str, Any], engine: frozenset[str] | None, op: Operation, strict: bool
+    data: dict[str, Any], engine: frozenset[str], op: Operation, strict: bool
 ) -> None:
     """Refuse fields neither the API nor the engine knows (when strict), and drop the API's
-    fields the engine does not read. Unchecked when the engine published nothing for this
-    route (`engine` None)."""
-    if engine is not None and op.request is not None:
+    fields the engine does not read (`engine`: the fields it published for this route)."""
+    if op.request is not None:
         screen(data, openai_fields(op.request), engine, strict)
 
 
@@ -63,11 +62,10 @@ def check_limits(data: dict[str, Any], limits: Limits) -> None:
         )
 
 
-def require_capability(chute: Chute, op: Operation) -> None:
-    if op.served_by(chute):
-        return
+def unsupported(chute: Chute, op: Operation) -> InvalidRequestError:
+    """The error for a chute whose engine does not serve the route (`op.served_by`)."""
     offered = served_paths(chute, ENGINE_OPERATIONS)
-    raise InvalidRequestError(
+    return InvalidRequestError(
         f"model {chute.name} (engine {chute.backend.name}) does not serve {op.path}; "
         f"it serves {', '.join(offered) or 'nothing yet'}",
         param="model",
@@ -101,9 +99,11 @@ async def forward(
     else:
         chute, thinking = gateway.chutes.resolve(data["model"])
     record.chute = chute.name
-    require_capability(chute, op)
+    if not op.served_by(chute):
+        raise unsupported(chute, op)
     engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
-    screen_fields(data, engine_fields, op, gateway.strict_params)
+    if engine_fields is not None:  # unchecked when the engine published nothing here
+        screen_fields(data, engine_fields, op, gateway.strict_params)
     chute.require_ready()
     if not thinking:
         header = record.headers.get(b"x-enable-thinking")
