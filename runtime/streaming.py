@@ -323,8 +323,10 @@ class StreamRelay:
     """Relays SSE bytes as they arrive, timing them, with keep-alive comments in silences.
 
     A keep-alive goes out only between events, and never while a chunk is being sent: both
-    writers hold `lock` around `send`. `tail` keeps the last two chunks, where the usage event
-    of a stream is.
+    writers hold `lock` around `send`. The silences are watched by a timer, not a task per
+    stream: a task sleeping beside every stream cost two task steps and its creation on the
+    stream's first byte, for a comment most streams never send; a task is made only to send
+    one. `tail` keeps the last two chunks, where the usage event of a stream is.
     """
 
     def __init__(
@@ -348,15 +350,22 @@ class StreamRelay:
         self.last = self.written = perf_counter()
         self.boundary = True
         self.tail = b""
+        self._finished = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._ping: asyncio.Task[None] | None = None
 
     async def run(self) -> bool:
         """Relay to the end; False when the engine broke off the stream."""
-        ticker = asyncio.ensure_future(self._keepalives()) if self.keepalive > 0 else None
+        if self.keepalive > 0:
+            self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)
         try:
             return await self._pump()
         finally:
-            if ticker is not None:
-                ticker.cancel()
+            self._finished = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._ping is not None:
+                self._ping.cancel()
 
     async def _pump(self) -> bool:
         complete, previous, chunk = True, b"", b""
@@ -398,18 +407,25 @@ class StreamRelay:
         async with self.lock:
             await self.send(message)
 
-    async def _keepalives(self) -> None:
+    def _due(self) -> None:
+        """The timer: `keepalive` seconds may have passed since the last write. A comment is
+        sent if so, else the timer is set for when they will have."""
+        idle = perf_counter() - self.written
+        if idle < self.keepalive:
+            self._timer = asyncio.get_running_loop().call_later(self.keepalive - idle, self._due)
+        else:
+            self._timer = None
+            self._ping = asyncio.ensure_future(self._send_keepalive())
+
+    async def _send_keepalive(self) -> None:
         assert self.lock is not None
         try:
-            while True:
-                idle = perf_counter() - self.written
-                if idle < self.keepalive:
-                    await asyncio.sleep(self.keepalive - idle)
-                    continue
-                if self.boundary and not self.lock.locked():
-                    async with self.lock:
-                        await self.send({"type": "http.response.body", "body": KEEPALIVE,
-                                         "more_body": True})  # fmt: skip
-                self.written = perf_counter()
+            if self.boundary and not self.lock.locked():
+                async with self.lock:
+                    await self.send({"type": "http.response.body", "body": KEEPALIVE,
+                                     "more_body": True})  # fmt: skip
         except Exception:  # the client went away; the relay notices and ends on its own
             return
+        self.written = perf_counter()
+        if not self._finished:
+            self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)

@@ -15,7 +15,13 @@ from runtime.exchange import DISCONNECT, RESPONSE
 from runtime.record import RequestRecord
 from runtime.registry import load_backend
 from runtime.settings import ChuteSettings
-from runtime.streaming import ClientDisconnected, EngineCall, run_until_disconnect
+from runtime.streaming import (
+    KEEPALIVE,
+    ClientDisconnected,
+    EngineCall,
+    StreamRelay,
+    run_until_disconnect,
+)
 from runtime.upstream import Upstream
 from tests.support.uvicorn_thread import serve_in_thread
 
@@ -184,3 +190,41 @@ def test_a_whole_reply_is_one_message_only_where_the_server_takes_one(offered: b
         assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
         assert sent[1]["body"] == REPLY
     assert (b"content-length", b"%d" % len(REPLY)) in sent[0]["headers"]
+
+
+class SlowEngine:
+    """An engine reply whose events come with silences between them (`gaps`, seconds)."""
+
+    def __init__(self, gaps: list[float]) -> None:
+        self.gaps = gaps
+
+    async def iter_chunks(self) -> Any:
+        for i, gap in enumerate(self.gaps):
+            await asyncio.sleep(gap)
+            yield b"data: %d\n\n" % i
+
+
+def test_silences_carry_keepalive_comments_and_none_follow_the_end() -> None:
+    # The silences are watched by a timer: a comment in each long enough, none in short ones,
+    # nothing sent and nothing left running once the stream has ended.
+    async def scenario() -> tuple[list[bytes], list[bytes], int]:
+        sent: list[bytes] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message["body"])
+
+        relay = StreamRelay(SlowEngine([0.0, 0.35, 0.01]), send, None, 0.0, 0.1)  # type: ignore[arg-type]
+        before = len(asyncio.all_tasks())
+        assert await relay.run()
+        at_end = list(sent)
+        await asyncio.sleep(0.3)
+        return at_end, sent, len(asyncio.all_tasks()) - before
+
+    at_end, sent, tasks_left = asyncio.run(scenario())
+    events = [b for b in at_end if b.startswith(b"data:")]
+    assert events == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]
+    # The 0.35 s silence holds two or three 0.1 s ones (timer slack); the 0.01 s one none.
+    pings = at_end[1 : at_end.index(b"data: 1\n\n")]
+    assert pings and set(pings) == {KEEPALIVE}
+    assert at_end[-2:] == [b"data: 2\n\n", b""]  # the end follows the last event directly
+    assert sent == at_end and tasks_left == 0
