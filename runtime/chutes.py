@@ -154,7 +154,11 @@ class Chute:
         return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
 
     def ready(self) -> list[Replica]:
-        return [r for r in self.replicas if r.state is _READY and r.endpoint]
+        replicas = self.replicas
+        if len(replicas) == 1:  # asked per request: no comprehension (a call of its own in 3.11)
+            only = replicas[0]
+            return [only] if only.state is _READY and only.endpoint else []
+        return [r for r in replicas if r.state is _READY and r.endpoint]
 
     def lookup_endpoint(self) -> Endpoint | None:
         """A ready replica's endpoint for a side call (no slot, not counted)."""
@@ -175,11 +179,7 @@ class Chute:
     def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> Replica:
         """Replica `prefer` when it is ready (the one holding state the request needs), else
         the ready replica the router chooses for `prompt`; counts this one in."""
-        replicas = self.replicas
-        if len(replicas) == 1 and replicas[0].state is _READY and replicas[0].endpoint:
-            ready = replicas  # one ready replica: no list made for it
-        else:
-            ready = self.ready()
+        ready = self.ready()
         if not ready:
             self.require_ready()
             raise EngineUnavailableError(

@@ -350,7 +350,6 @@ class StreamRelay:
         self.last = self.written = perf_counter()
         self.boundary = True
         self.tail = b""
-        self._finished = False
         self._timer: asyncio.TimerHandle | None = None
         self._ping: asyncio.Task[None] | None = None
 
@@ -360,8 +359,7 @@ class StreamRelay:
             self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)
         try:
             return await self._pump()
-        finally:
-            self._finished = True
+        finally:  # a comment being sent is cancelled before it can set the timer again
             if self._timer is not None:
                 self._timer.cancel()
             if self._ping is not None:
@@ -427,5 +425,4 @@ class StreamRelay:
         except Exception:  # the client went away; the relay notices and ends on its own
             return
         self.written = perf_counter()
-        if not self._finished:
-            self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)
+        self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)
