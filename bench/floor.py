@@ -3,7 +3,7 @@
     python bench/floor.py --port 9002 --upstream http://127.0.0.1:9000
 
 Raw ASGI under the same uvicorn (uvloop, httptools) with chutebox's engine client
-(runtime/upstream.py): read the body, send it upstream, relay the reply whole. No auth,
+(runtime/http/engine_client.py): read the body, send it upstream, relay the reply whole. No auth,
 admission, validation, routing, usage, metrics or logs. Between this row and chutebox's lies
 everything the gateway does per request; below it, what serving HTTP in Python costs here.
 """
@@ -20,8 +20,8 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime.chutes import Endpoint  # noqa: E402
-from runtime.upstream import Upstream  # noqa: E402
+from runtime.fleet.chutes import Endpoint  # noqa: E402
+from runtime.http.engine_client import Upstream  # noqa: E402
 
 
 def relay(upstream_url: str) -> Any:

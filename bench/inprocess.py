@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.floor import relay  # noqa: E402
-from runtime.admission import Admission  # noqa: E402
-from runtime.app import create_app  # noqa: E402
-from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
-from runtime.exchange import DISCONNECT  # noqa: E402
-from runtime.logs import configure_logging  # noqa: E402
-from runtime.registry import load_backend  # noqa: E402
-from runtime.settings import ChuteSettings, Settings  # noqa: E402
+from runtime.api.app import create_app  # noqa: E402
+from runtime.config.settings import ChuteSettings, Settings  # noqa: E402
+from runtime.fleet.admission import Admission  # noqa: E402
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.fleet.registry import load_backend  # noqa: E402
+from runtime.http.exchange import DISCONNECT  # noqa: E402
+from runtime.observability.logs import configure_logging  # noqa: E402
 from tests.support.servers import free_port, stop_group, wait_for  # noqa: E402
 
 KEY = "bench-key"

@@ -23,14 +23,14 @@ sys.path.insert(0, str(ROOT))
 
 from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
-from runtime.admission import Admission  # noqa: E402
-from runtime.app import create_app  # noqa: E402
-from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
-from runtime.fields import EngineFields  # noqa: E402
-from runtime.logs import configure_logging  # noqa: E402
-from runtime.registry import load_backend  # noqa: E402
-from runtime.server import DrainingServer, server_config  # noqa: E402
-from runtime.settings import ChuteSettings, Settings  # noqa: E402
+from runtime.api.app import create_app  # noqa: E402
+from runtime.config.settings import ChuteSettings, Settings  # noqa: E402
+from runtime.fleet.admission import Admission  # noqa: E402
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.fleet.registry import load_backend  # noqa: E402
+from runtime.observability.logs import configure_logging  # noqa: E402
+from runtime.protocol.fields import EngineFields  # noqa: E402
+from runtime.serve import DrainingServer, server_config  # noqa: E402
 
 KEY = "bench-key"
 

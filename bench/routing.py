@@ -257,7 +257,7 @@ def chutebox_routing(router: Server) -> dict[str, float]:
 def routing_cost(tracked: int = 10_000, runs: int = 2_000) -> dict[str, float]:
     """CPU of the router itself per request (prompt text, keys, match, choice, record), with
     `tracked` distinct ~1,000-token documents already in its index."""
-    from runtime.routing.policy import Router, RoutingPolicy
+    from runtime.fleet.routing.policy import Router, RoutingPolicy
 
     @dataclass
     class Candidate:

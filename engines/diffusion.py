@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engines.worker import WorkerBackend
-from runtime.backend import IMAGES
+from runtime.fleet.backend import IMAGES
 
 
 class DiffusersBackend(WorkerBackend):

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from engines.fake_dialects import MessagesReply, ResponsesReply, input_text
 from engines.worker import listen_args, openapi_document, parse_worker_args, serve
-from runtime.backend import (
+from runtime.fleet.backend import (
     CHAT,
     COMPLETIONS,
     ENGINE_KEY_ENV,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runtime.backend import (
+from runtime.errors import ConfigError
+from runtime.fleet.backend import (
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
@@ -23,7 +24,6 @@ from runtime.backend import (
     LaunchSpec,
     ParallelSizes,
 )
-from runtime.errors import ConfigError
 
 
 class OpenAICompatibleBackend:

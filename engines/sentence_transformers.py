@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engines.worker import WorkerBackend
-from runtime.backend import EMBEDDINGS, RERANK, LaunchRequest
+from runtime.fleet.backend import EMBEDDINGS, RERANK, LaunchRequest
 
 
 class SentenceTransformersBackend(WorkerBackend):

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engines.worker import read_parallel_sizes, refuse_owned_flags
-from runtime.backend import (
+from runtime.errors import ConfigError
+from runtime.fleet.backend import (
     CHAT,
     COMPLETIONS,
     RESPONSES,
@@ -28,7 +29,6 @@ from runtime.backend import (
     ParallelSizes,
     has_flag,
 )
-from runtime.errors import ConfigError
 
 OWNED_FLAGS = ("--api-key", "--served-model-name", "--host", "--port", "--model-path",
                "--model", "--revision", "--config", "--nnodes", "--node-rank",

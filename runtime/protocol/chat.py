@@ -105,7 +105,7 @@ class ChatCompletionRequest(SamplingFields):
     reasoning_effort: str | None = None
     # The rest of OpenAI's fields: what they mean is OpenAI's platform (storage, service tiers,
     # audio, web search…) or deprecated. They are accepted, and reach an engine that names
-    # them in its request schema; for one that does not, they are dropped (runtime.fields).
+    # them in its request schema; for one that does not, they are dropped (runtime.protocol.fields).
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None

@@ -2,8 +2,9 @@
 
 Named as OpenAI's spec names them (`CreateResponse`, `Response`, `ResponseStreamEvent`). The
 request declares every field the spec's `CreateResponse` has (a test holds it to the spec), so
-that an engine's missing field is dropped and an unknown one refused (`runtime.fields`); what
-the gateway itself checks is typed, the rest passes as the engine reads it.
+that an engine's missing field is dropped and an unknown one refused
+(`runtime.protocol.fields`); what the gateway itself checks is typed, the rest passes as the
+engine reads it.
 """
 
 from __future__ import annotations

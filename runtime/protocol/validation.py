@@ -6,8 +6,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from runtime import fastjson
 from runtime.errors import InvalidRequestError
+from runtime.protocol import fastjson
 from runtime.protocol.check import mirror
 from runtime.protocol.common import ParamError
 

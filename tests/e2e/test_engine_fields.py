@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.fields import EngineFields, openai_fields
 from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
+from runtime.protocol.fields import EngineFields, openai_fields
 from tests.e2e.conftest import API_KEY, MODEL
 from tests.support.servers import Served, engine_socket, vllm_pid
 

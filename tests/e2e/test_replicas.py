@@ -81,7 +81,7 @@ def test_a_shared_prompt_prefix_is_served_from_the_engines_cache(gateway: Served
         assert counts[0] == 0 and all(c > 0 for c in counts[1:]), (doc, counts)
     assert routing["policy"] == "prefix" and routing["affinity_hits"] >= 6
     # The engines published what they cached, and the router matched follow-ups there. Each
-    # follow-up's /tokenize call has 0.1 s (runtime/routing/exact.py); on a loaded machine one
+    # follow-up's /tokenize call has 0.1 s (runtime/fleet/routing/exact.py); on a loaded machine one
     # can miss it (seen once in CI: 5 of 6) and that request goes by the text index, which the
     # affinity count above covers; timing is not this test's to assert.
     assert all(count > 0 for count in routing["engine_blocks"].values()), routing

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from engines.sglang import SGLangBackend
-from runtime.backend import LaunchRequest, ParallelSizes, flag_value
 from runtime.errors import ConfigError
+from runtime.fleet.backend import LaunchRequest, ParallelSizes, flag_value
 
 
 def request(**fields: object) -> LaunchRequest:

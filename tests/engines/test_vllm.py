@@ -6,8 +6,8 @@ import pytest
 
 from engines.vllm import DP_FLAGS, PP_FLAGS, TP_FLAGS, VLLMBackend, cpu_bind
 from engines.vllm_embedding import VLLMEmbeddingBackend
-from runtime.backend import LaunchRequest, ParallelSizes, flag_value
 from runtime.errors import ConfigError
+from runtime.fleet.backend import LaunchRequest, ParallelSizes, flag_value
 
 
 def request(**fields: object) -> LaunchRequest:

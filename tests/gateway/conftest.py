@@ -15,12 +15,12 @@ import pytest
 from engines.fake import FakeBackend
 from engines.sglang import SGLangBackend
 from engines.vllm import VLLMBackend
-from runtime.admission import Admission
-from runtime.app import create_app
-from runtime.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
-from runtime.connections import ConnectionLimits, guarded_protocol
-from runtime.fields import EngineFields
-from runtime.settings import ChuteSettings, Settings
+from runtime.api.app import create_app
+from runtime.config.settings import ChuteSettings, Settings
+from runtime.fleet.admission import Admission
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
+from runtime.http.guard import ConnectionLimits, guarded_protocol
+from runtime.protocol.fields import EngineFields
 from tests.support.servers import fake_engine
 from tests.support.uvicorn_thread import serve_in_thread
 
@@ -111,7 +111,7 @@ def make_gateway(
         chutes = ChuteSet([chute("tiny", VLLMBackend()), chute("loose", FakeBackend()),
                            chute("sg", SGLangBackend())])  # fmt: skip
         app = create_app(server, chutes, api_keys=KEYS)
-        # The client connections as `chutebox serve` runs them (runtime.connections).
+        # The client connections as `chutebox serve` runs them (runtime.http.guard).
         limits = ConnectionLimits(
             server.header_timeout, server.body_timeout, server.max_connections
         )

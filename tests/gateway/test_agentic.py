@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from runtime.chutes import ChuteState, Replica
+from runtime.fleet.chutes import ChuteState, Replica
 from tests.gateway.conftest import KEYS, Gateway, GatewayFactory, wait_until_abandoned
 from tests.support.servers import fake_engine
 

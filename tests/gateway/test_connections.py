@@ -167,7 +167,7 @@ def read_replies(sock: socket.socket, count: int) -> list[bytes]:
 
 
 def test_http_1_1_as_clients_use_it_pipelining_1_0_and_100_continue(serve: Served) -> None:
-    # The server answers each request itself (runtime/exchange.py), not through uvicorn's
+    # The server answers each request itself (runtime/http/exchange.py), not through uvicorn's
     # cycle: what that did for these, it must still do.
     head, body = chat_request()
     with socket.create_connection(address(serve)) as sock:
@@ -202,7 +202,7 @@ def test_a_trusted_proxys_x_forwarded_for_names_the_client_request_by_request(
     serve: Served,
 ) -> None:
     # uvicorn's proxy-headers layer runs only for requests that carry X-Forwarded-*
-    # (runtime/connections.py): pipelined on one connection, each request gets its own
+    # (runtime/http/guard.py): pipelined on one connection, each request gets its own
     # answer. The access log shows the client each request was given (loopback is trusted).
     forwarded = chat_request(extra=b"X-Forwarded-For: 203.0.113.7\r\n")
     plain = chat_request()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.chutes import ChuteState, Endpoint
+from runtime.fleet.chutes import ChuteState, Endpoint
 from tests.gateway.conftest import KEYS, Gateway, GatewayFactory, post_while_a_slot_is_held
 
 USER = [{"role": "user", "content": "hi"}]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runtime.logs import JsonFormatter
+from runtime.observability.logs import JsonFormatter
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.gateway.test_contract import CHAT
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from starlette.routing import Route
 
-from runtime.dispatch import build_routes
-from runtime.openapi import build_document
+from runtime.api.handlers.openapi import build_document
+from runtime.api.routes import build_routes
 from runtime.protocol.chat import ChatCompletionRequest
 from tests.gateway.conftest import Gateway
 from tests.support.servers import ROOT, chutebox_serve

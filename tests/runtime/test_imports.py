@@ -10,7 +10,7 @@ HEAVY = ("torch", "vllm", "sglang", "diffusers", "sentence_transformers", "trans
 
 def test_runtime_imports_no_engine_library() -> None:
     code = (
-        "import sys, runtime.cli, runtime.server, runtime.app, engines.vllm, engines.fake; "
+        "import sys, runtime.cli, runtime.serve, runtime.api.app, engines.vllm, engines.fake; "
         f"print([m for m in sys.modules if m.split('.')[0] in {HEAVY!r}])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -30,11 +30,11 @@ def imported_roots(path: Path) -> set[str]:
 
 def test_the_gateway_never_imports_the_engines() -> None:
     """engines depend on runtime (the backend contract, errors, wire models); runtime loads
-    them by import string only (runtime/registry.py), so there is no import cycle."""
+    them by import string only (runtime/fleet/registry.py), so there is no import cycle."""
     root = Path(__file__).resolve().parents[2]
     offenders = [str(path.relative_to(root)) for path in sorted((root / "runtime").rglob("*.py"))
                  if "engines" in imported_roots(path)]  # fmt: skip
     assert offenders == []
-    contract = imported_roots(root / "runtime" / "backend.py")
+    contract = imported_roots(root / "runtime" / "fleet" / "backend.py")
     assert not contract & {"runtime", "engines", "starlette"}
     assert not imported_roots(root / "runtime" / "errors.py") & {"engines", "starlette"}

@@ -16,7 +16,7 @@ from tests.support.servers import free_port
 
 @contextlib.contextmanager
 def serve_in_thread(app: ASGIApp, http: Any = "auto") -> Iterator[str]:
-    """`http`: uvicorn's HTTP protocol, by name or class (the gateway's: runtime.connections)."""
+    """`http`: uvicorn's HTTP protocol, by name or class (the gateway's: runtime.http.guard)."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                             http=http)  # fmt: skip

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
-from runtime.operations import ENGINE_OPERATIONS
+from runtime.api.route_table import ENGINE_OPERATIONS
 from runtime.protocol.check import mirror
 
 MODELS = list(dict.fromkeys(op.request for op in ENGINE_OPERATIONS if op.request is not None))

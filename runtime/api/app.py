@@ -1,0 +1,189 @@
+"""The app factory: one fresh Starlette app per call, everything injected, nothing global."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from runtime.api.envelope import error_response
+from runtime.api.handlers.openapi import openapi_route
+from runtime.api.middleware.auth import AuthMiddleware, KeyCheck, public_routes
+from runtime.api.middleware.invocation import InvocationMiddleware
+from runtime.api.middleware.observe import ObserveMiddleware, Observer
+from runtime.api.record import record_of
+from runtime.api.route_table import OPERATIONS, exact_table, without_page
+from runtime.api.routes import DirectApp, build_routes
+from runtime.api.state import Gateway, Limits
+from runtime.config.settings import Settings
+from runtime.errors import ChuteboxError, MethodNotAllowedError, NotFoundError
+from runtime.fleet.chutes import ChuteSet
+from runtime.http.engine_client import Upstream, UpstreamTimeouts
+from runtime.observability.access import AccessLog
+from runtime.observability.metrics import CONTENT_TYPE, Metrics
+from runtime.observability.traffic import Traffic
+from runtime.protocol.rewrite import RewriteRules
+from runtime.supervision.supervisor import Supervisor
+
+log = logging.getLogger("chutebox.app")
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_n=settings.max_n,
+        max_messages=settings.max_messages,
+    )
+
+
+def metrics_route(metrics: Metrics) -> Route:
+    async def serve_metrics(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return Route("/metrics", serve_metrics, methods=["GET"])
+
+
+def rules_from(settings: Settings) -> RewriteRules:
+    return RewriteRules(
+        include_usage=settings.rewrite_include_usage,
+        tool_choice=settings.rewrite_tool_choice,
+        thinking=settings.rewrite_thinking,
+        top_logprobs=settings.rewrite_top_logprobs,
+    )
+
+
+async def _chutebox_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChuteboxError)
+    return error_response(exc, record_of(request.scope).dialect)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error: ChuteboxError = MethodNotAllowedError(
+            f"{request.method} is not allowed on {request.url.path}"
+        )
+    elif exc.status_code == 404:
+        error = NotFoundError(f"no route {request.method} {request.url.path}", code="not_found")
+    else:
+        error = ChuteboxError(str(exc.detail))
+        error.status_code = exc.status_code
+    error.headers.update(exc.headers or {})
+    return error_response(error, record_of(request.scope).dialect)
+
+
+def create_app(
+    settings: Settings,
+    chutes: ChuteSet,
+    *,
+    api_keys: tuple[str, ...] = (),
+    supervisor: Supervisor | None = None,
+) -> ASGIApp:
+    """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings)."""
+
+    metrics = Metrics(chutes) if settings.metrics else None
+    access_log = AccessLog() if settings.access_log else None
+    traffic = Traffic()
+    operations = OPERATIONS if settings.ui else without_page(OPERATIONS)
+    timeouts = UpstreamTimeouts(
+        connect=settings.upstream_connect_timeout,
+        read=settings.upstream_read_timeout or None,
+        max_connections=settings.upstream_max_connections,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        upstream = Upstream.create(timeouts)
+        if supervisor is not None:
+            await supervisor.start(upstream)
+        gateway = Gateway(
+            chutes=chutes,
+            upstream=upstream,
+            rules=rules_from(settings),
+            strict_params=settings.strict_params,
+            limits=limits_from(settings),
+            metrics=metrics,
+            keepalive=settings.sse_keepalive,
+            traffic=traffic,
+            auth_required=bool(api_keys),
+            operations=operations,
+        )
+        try:
+            yield {"gateway": gateway}
+        finally:
+            chutes.draining = True
+            if access_log is not None:
+                access_log.close()
+            if supervisor is not None:
+                await supervisor.stop()
+            await upstream.close()
+
+    document = openapi_route(
+        metrics=metrics is not None,
+        public_models=settings.public_models,
+        operations=operations,
+    )
+    routes: list[BaseRoute] = [*build_routes(operations), document]
+    if metrics is not None:
+        routes.append(metrics_route(metrics))
+    observer = Observer(metrics, access_log, traffic)
+    middleware = [
+        Middleware(ObserveMiddleware, observer=observer, operations=exact_table(operations)),
+        Middleware(InvocationMiddleware),
+    ]
+    if settings.cors_origins:
+        middleware.append(cors_middleware(settings.cors_origins))
+    check = None
+    if api_keys:
+        is_public = public_routes(settings.public_models,
+                                  {op.path for op in operations if op.public})  # fmt: skip
+        check = KeyCheck(api_keys, is_public)
+        middleware.append(Middleware(AuthMiddleware, check=check))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={ChuteboxError: _chutebox_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        return app
+    return DirectApp(app, routes, observer, check)
+
+
+def cors_middleware(origins: tuple[str, ...]) -> Middleware:
+    # Outside auth: browsers send preflight OPTIONS without credentials.
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "X-API-Key",
+            "Content-Type",
+            "X-Request-Id",
+            "X-Enable-Thinking",
+            # Anthropic's clients send these with every request (browsers preflight them).
+            "Anthropic-Version",
+            "Anthropic-Beta",
+        ],  # fmt: skip
+        expose_headers=[
+            "X-Chutes-InvocationID",
+            "X-Request-Id",
+            "Server-Timing",
+            "X-Chutes-Conn-Used",
+            "X-Chutes-Conn-Available",
+            "X-Chutes-Conn-Utilization",
+            "Retry-After",
+        ],  # fmt: skip
+        max_age=600,
+    )

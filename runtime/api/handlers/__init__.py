@@ -1,0 +1,1 @@
+"""The gateway's own route handlers: models, probes, status, the page, OpenAPI."""

@@ -1,0 +1,112 @@
+"""`GET /status`: what runs here, how it is laid out, and the traffic of the last seconds.
+
+The JSON the status page polls. Without a key it says what `/ready` already says to anyone:
+each chute's name, engine and state, and its replicas' states. With a configured key (or on a
+gateway without auth) it adds what only the operator should see: the model's source, the
+routes the engine serves, concurrency in use, queue and limit, each replica's GPUs, parallel
+sizes, restarts and last error line, the planner's reasons, prices, live traffic, and what the
+router did (requests per replica, prefix affinity hits, spills, blocks tracked). No key
+is ever part of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from runtime import __version__
+from runtime.api.operation import Operation, served_paths
+from runtime.api.record import record_of
+from runtime.api.state import gateway_of
+from runtime.fleet.chutes import Chute, ChuteSet, Replica
+from runtime.observability.traffic import Traffic
+
+
+def _replica(replica: Replica, full: bool) -> dict[str, Any]:
+    info: dict[str, Any] = {"index": replica.index, "state": replica.state.value}
+    if not full:
+        return info
+    info |= {"outstanding": replica.outstanding, "restarts": replica.restarts,
+             "detail": replica.detail or None}  # fmt: skip
+    if replica.remote is not None:  # its GPUs are the remote engine's own business
+        info["url"] = replica.remote.address
+        return info
+    plan = replica.plan
+    info |= {
+        "gpus": plan.visible_devices or "cpu", "gpu_id": plan.gpu_id,
+        "tensor_parallel": plan.tp, "pipeline_parallel": plan.pp,
+        "weights_gb": round(plan.weights_gb, 2), "kv_gb": round(plan.kv_gb, 2),
+        "nodes": plan.nodes,
+    }  # fmt: skip
+    return info
+
+
+def _chute(
+    chute: Chute, traffic: Traffic | None, operations: tuple[Operation, ...], full: bool
+) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": chute.name,
+        "engine": chute.backend.name,
+        "state": chute.state.value,
+        "replicas": [_replica(r, full) for r in chute.replicas],
+    }
+    if not full:
+        return info
+    settings, admission = chute.settings, chute.admission
+    info |= {
+        "model": settings.model,
+        "revision": settings.revision,
+        "detail": chute.detail or None,
+        "routes": served_paths(chute, operations),
+        "concurrency": {"in_use": admission.used, "limit": admission.limit,
+                        "queued": admission.waiting, "rejected_total": admission.rejected},
+        "plan": list(chute.plan_reasons),
+        "price_per_million": {"prompt": settings.price_prompt,
+                              "completion": settings.price_completion},
+        "traffic": traffic.snapshot(chute.name) if traffic is not None else None,
+        "routing": _routing(chute),
+    }  # fmt: skip
+    return info
+
+
+def _routing(chute: Chute) -> dict[str, Any]:
+    router = chute.router
+    stats = router.stats
+    return {
+        "policy": router.policy.value,
+        "routed": {str(index): count for index, count in sorted(stats.routed.items())},
+        "affinity_hits": stats.affinity_hits,
+        "spills": stats.spills,
+        "exact_hits": stats.exact_hits,
+        # Blocks each replica's engine reports holding, where it publishes KV-cache events.
+        "engine_blocks": {str(index): count for index, count in router.kv.blocks().items()},
+        "tracked_blocks": len(router.index),
+        "tracked_bytes": router.index.bytes,
+        "max_bytes": router.index.max_bytes,
+    }
+
+
+def status_document(
+    chutes: ChuteSet,
+    traffic: Traffic | None,
+    operations: tuple[Operation, ...],
+    *,
+    full: bool,
+) -> dict[str, Any]:
+    ready = chutes.all_ready() and not chutes.draining
+    state = "ready" if ready else ("draining" if chutes.draining else "not_ready")
+    return {
+        "status": state,
+        "version": __version__,
+        "full": full,
+        "chutes": [_chute(c, traffic, operations, full) for c in chutes],
+    }
+
+
+async def status(request: Request) -> JSONResponse:
+    gateway = gateway_of(request)
+    full = record_of(request.scope).authenticated or not gateway.auth_required
+    document = status_document(gateway.chutes, gateway.traffic, gateway.operations, full=full)
+    return JSONResponse(document, headers={"Cache-Control": "no-store"})

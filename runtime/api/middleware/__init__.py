@@ -1,0 +1,1 @@
+"""Pure ASGI middleware: the request record, invocation ids, keys, observation."""

@@ -1,0 +1,106 @@
+"""Per-request observation: the access log entry, request metrics, and `Server-Timing`.
+
+`Observer` counts, times and logs an answered request. `ObserveMiddleware`, pure ASGI and the
+outermost layer of the Starlette stack, makes the request's record (`runtime.api.record`), looking
+its operation up in the route table, so every layer inside reads one typed record; the relay
+routes skip the stack and do the same in `runtime.api.routes.DirectApp`. The log line names the
+invocation id and the status the client really got; what the route learned (the chute, the
+engine's share of the time, the usage) comes back through the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from time import perf_counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runtime.api.operation import Operation
+from runtime.api.record import InvocationIds, RequestRecord
+from runtime.observability.access import AccessLog
+from runtime.observability.metrics import Metrics
+from runtime.observability.traffic import Traffic
+
+# nginx's code for "client closed the request": what a disconnect is counted as.
+CLIENT_CLOSED = 499
+# Paths the metrics count under their own name; anything else (404s, scans) is "other", so a
+# stranger cannot grow the series without bound.
+OTHER = "other"
+
+
+class Observer:
+    """Where an answered request is counted, timed and logged (and where its id comes
+    from: `ids`)."""
+
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        access_log: AccessLog | None,
+        traffic: Traffic | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.traffic = traffic
+        self.ids = InvocationIds()
+
+    def answered(self, scope: Scope, record: RequestRecord, status: int) -> None:
+        elapsed = perf_counter() - record.started
+        if record.disconnected:
+            status = CLIENT_CLOSED
+        if record.operation is not None:
+            path = record.operation.path
+        else:
+            route = scope.get("route")
+            path = getattr(route, "path", OTHER) if route is not None else OTHER
+        if self.metrics is not None:
+            self.metrics.answered(record.chute, path, status, elapsed)
+        if self.access_log is not None:
+            self.access_log.add(scope, record, status, elapsed)
+        if self.traffic is not None:
+            tokens = record.usage.completion_tokens if record.usage is not None else 0
+            self.traffic.answered(record.chute, status, tokens, record.ttft)
+
+
+class ObserveMiddleware:
+    """Count, time and log every HTTP request; stamp `Server-Timing` on every reply."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        observer: Observer,
+        operations: Mapping[tuple[str, str], Operation],
+    ) -> None:
+        self.app = app
+        self.observer = observer
+        self.operations = operations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        op = self.operations.get((scope["path"], scope["method"]))
+        record = RequestRecord.begin(scope, op, self.observer.ids)
+        status = 500
+
+        async def timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), server_timing(record)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed)
+        finally:
+            self.observer.answered(scope, record, status)
+
+
+def server_timing(record: RequestRecord) -> tuple[bytes, bytes]:
+    """The gateway's own time so far, and the engine's when one was called (milliseconds)."""
+    total = perf_counter() - record.started
+    engine = record.engine_wait
+    # Formatted as bytes: the header's own type, without a str to encode per reply.
+    if engine is None:
+        return (b"server-timing", b"gateway;dur=%.3f" % (total * 1000))
+    value = b"gateway;dur=%.3f, engine;dur=%.3f" % ((total - engine) * 1000, engine * 1000)
+    return (b"server-timing", value)

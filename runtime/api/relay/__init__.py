@@ -1,0 +1,1 @@
+"""Engine-bound requests: the request side (read, validate, route, admit) and the reply."""

@@ -1,0 +1,428 @@
+"""Relaying an engine's reply: whole bodies and SSE streams, written once.
+
+`EngineCall` is an ASGI response. It sends the request upstream and relays the answer as it
+arrives, never buffering a stream whole. A client that goes away cancels the relay, and the
+upstream connection is closed rather than returned to the pool — which is how vLLM learns to
+abort the request. Errors before the first byte go to the error handler (one envelope); after
+it, they become a `data: {"error": …}` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import Any, TypeVar
+
+from starlette.types import Receive, Scope, Send
+
+from runtime.api.record import RequestRecord
+from runtime.errors import (
+    Dialect,
+    EngineDownError,
+    GatewayStoppingError,
+    UpstreamError,
+    from_engine_body,
+)
+from runtime.fleet.backend import AbortCall
+from runtime.fleet.chutes import ChuteSet, Lease
+from runtime.http.engine_client import Upstream, UpstreamBroken, UpstreamResponse
+from runtime.http.exchange import DISCONNECT, RESPONSE
+from runtime.observability.metrics import Metrics, StreamMeters
+from runtime.observability.usage import Usage, find_usage
+
+T = TypeVar("T")
+log = logging.getLogger("chutebox.app")
+SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+# Engine reply headers that mean something to the client (the image route's file name).
+RELAYED_HEADERS = ("content-disposition",)
+KEEPALIVE = b": keep-alive\n\n"
+# How long a relay runs before a task starts watching for the client leaving: long enough
+# that quick replies are done first, even on a busy gateway where they wait tens of
+# milliseconds for the event loop; short against what an engine saves by aborting (a few
+# tokens' time).
+WATCH_AFTER = 0.1
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the reply was complete."""
+
+
+async def run_until_disconnect(
+    receive: Receive,
+    work: Awaitable[T],
+    after: float = 0.0,
+    task: asyncio.Task[Any] | None = None,
+) -> T:
+    """Run `work` in this task (`task`, when the caller has it at hand); if the client
+    disconnects first, cancel it (its cleanup runs, closing the engine connection) and raise
+    ClientDisconnected.
+
+    For servers that do not tell of a client leaving (chutebox's own does: `EngineCall`
+    uses its DISCONNECT extension, and nothing waits): one watcher task per request reads
+    `receive`, cancelling this one, rather than a task for the work too. With `after`, the
+    watcher starts only once the work has run that long: most short replies then need no
+    task at all (a task was a tenth of a relayed request's CPU), and a client that left
+    early is still seen, `after` seconds late at most.
+    """
+    current = task or asyncio.current_task()
+    assert current is not None
+    disconnected = False
+    watcher: asyncio.Future[None] | None = None
+
+    async def read_until_gone() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        current.cancel()
+
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(read_until_gone())
+
+    timer = None
+    if after > 0:
+        timer = asyncio.get_running_loop().call_later(after, start_watching)
+    else:
+        start_watching()
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        current.uncancel()
+        raise ClientDisconnected() from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
+
+
+class EngineCall:
+    """Forward one request to an engine and relay the reply to the client.
+
+    The request goes to the lease's replica; if that one refuses it unanswered, the lease
+    moves to another ready replica and it goes there (503 when none is left). The lease is
+    released when the call ends (then `on_done` runs), and the reply carries its chute's
+    admission headers. What it learns on the way goes into the request's record for the
+    access log and `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into
+    `metrics`. `on_reply` sees the start of a successful reply (the whole body, or the first
+    chunk of a stream).
+    `whole`: nothing between the server and this call wraps `send` without knowing the
+    server's RESPONSE extension, so a reply that is not a stream goes as one message where
+    the server offers it.
+    """
+
+    # What a call learns as it runs, set on the instance only when it changes (one made per
+    # request: each store in `__init__` is paid every time).
+    _started = False
+    _stream: StreamRelay | None = None
+    _task: asyncio.Task[Any] | None = None
+    _left = False
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        lease: Lease,
+        path: str,
+        body: bytes | None,
+        shutdown: ChuteSet,
+        record: RequestRecord,
+        method: str = "POST",
+        metrics: Metrics | None = None,
+        keepalive: float = 0.0,
+        abort: AbortCall | None = None,
+        on_reply: Callable[[bytes], None] | None = None,
+        count_usage: bool = True,
+        whole: bool = False,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.lease = lease
+        self.path = path
+        self.body = body
+        self.shutdown = shutdown
+        # The chute (for metrics) and the error dialect are the request's, from its record.
+        self.record = record
+        self.chute = record.chute
+        self.method = method
+        self.metrics = metrics
+        self.keepalive = keepalive
+        self.abort = abort
+        self.on_reply = on_reply
+        self.count_usage = count_usage
+        self.whole = whole
+        self.on_done = on_done
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.record.dialect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = self.record
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        self.shutdown.relays.add(task)
+        try:
+            if self.shutdown.stopping:
+                raise GatewayStoppingError()
+            # What chutebox's server offers (runtime.http.exchange): news of the client leaving,
+            # and a whole reply in one message.
+            extensions = scope.get("extensions") or {}
+            watch = (extensions.get(DISCONNECT) or {}).get("watch")
+            whole = self.whole and RESPONSE in extensions
+            if watch is None:
+                await run_until_disconnect(
+                    receive, self._relay(send, record, whole), WATCH_AFTER, task=task
+                )
+            else:  # the server calls `_client_left` if the client leaves: nothing waits
+                watch(self._client_left)
+                try:
+                    await self._relay(send, record, whole)
+                except asyncio.CancelledError:
+                    if not self._left:
+                        raise
+                    task.uncancel()
+                    raise ClientDisconnected() from None
+                finally:
+                    watch(None)
+        except ClientDisconnected:
+            record.disconnected = True
+            if self.metrics is not None:
+                self.metrics.disconnected(self.chute, self.path)
+            if self.abort is not None:
+                await self._send_abort(self.abort)
+        except asyncio.CancelledError:
+            if not self.shutdown.stopping:
+                raise
+            task.uncancel()  # the gateway stops now: end this reply cleanly, not by a traceback
+            await self._stopped(send)
+        finally:
+            self.shutdown.relays.discard(task)
+            self.lease.release()
+            if self.on_done is not None:
+                self.on_done()
+
+    def _client_left(self) -> None:
+        self._left = True
+        assert self._task is not None
+        self._task.cancel()
+
+    async def _stopped(self, send: Send) -> None:
+        if not self._started:
+            raise GatewayStoppingError()
+        if self._stream is not None:
+            await self._stream.fail(self.dialect.sse_event(GatewayStoppingError()))
+            await self._stream.end()
+
+    async def _send_abort(self, call: AbortCall) -> None:
+        """Tell an engine that does not notice closed connections to stop the request."""
+        endpoint = self.lease.endpoint
+        try:
+            body = json.dumps(dict(call.body)).encode()
+            response = await asyncio.wait_for(
+                self.upstream.send(endpoint, "POST", call.path, body), timeout=5
+            )
+            response.release()
+        except Exception as exc:  # the engine may be gone; the request dies with it then
+            log.warning("abort %s on %s failed: %s", call.body, endpoint.address, exc)
+
+    def _headers(self, content_type: str, extra: list[tuple[bytes, bytes]]) -> list[Any]:
+        headers = [(b"content-type", content_type.encode()), *extra]
+        headers += self.lease.chute.admission.raw_headers()
+        return headers
+
+    async def _fail_over(self, error: EngineDownError) -> UpstreamResponse:
+        while True:
+            endpoint = self.lease.fail_over(error.message)
+            try:
+                return await self.upstream.send(endpoint, self.method, self.path, self.body)
+            except EngineDownError as exc:
+                error = exc
+
+    async def _relay(self, send: Send, record: RequestRecord, whole: bool) -> None:
+        asked = perf_counter()
+        try:
+            response = await self.upstream.send(
+                self.lease.endpoint, self.method, self.path, self.body
+            )
+        except EngineDownError as exc:
+            response = await self._fail_over(exc)
+        reusable = False
+        try:
+            if response.status >= 400:
+                body = await _read(response)
+                reusable = True  # read to the end: the connection can serve the next request
+                raise from_engine_body(response.status, body)
+            content_type = response.headers.get("content-type", "application/json")
+            if content_type.startswith("text/event-stream"):
+                record.engine_wait = perf_counter() - asked
+                self._started = True
+                headers = self._headers(content_type, SSE_HEADERS)
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                meters = self.metrics.stream_meters(self.chute) if self.metrics else None
+                relay = StreamRelay(response, send, meters, record.started, self.keepalive,
+                                    self.dialect, self._first_event(record))  # fmt: skip
+                self._stream = relay
+                reusable = await relay.run()
+                self._count(record, find_usage(relay.tail))
+            else:
+                complete = response.complete()
+                body = complete if complete is not None else await _read(response)
+                record.engine_wait = perf_counter() - asked
+                extra = [(b"content-length", b"%d" % len(body))]
+                for name in RELAYED_HEADERS:
+                    if name in response.headers:
+                        extra.append((name.encode(), response.headers[name].encode()))
+                self._started = True
+                headers = self._headers(content_type, extra)
+                if whole:
+                    await send({"type": RESPONSE, "status": 200, "headers": headers, "body": body})
+                else:
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                reusable = True
+                if content_type.startswith("application/json"):
+                    self._count(record, find_usage(body))
+                    if self.on_reply is not None:
+                        self.on_reply(body)
+        finally:
+            if reusable:
+                response.release()
+            else:
+                response.close()
+
+    def _first_event(self, record: RequestRecord) -> Callable[[bytes], None]:
+        def first(chunk: bytes) -> None:
+            record.ttft = perf_counter() - record.started
+            if self.on_reply is not None:
+                self.on_reply(chunk)
+
+        return first
+
+    def _count(self, record: RequestRecord, usage: Usage | None) -> None:
+        if usage is None or not self.count_usage:
+            return
+        record.usage = usage
+        if self.metrics is not None:
+            self.metrics.tokens(self.chute, usage.prompt_tokens, usage.completion_tokens)
+
+
+async def _read(response: UpstreamResponse) -> bytes:
+    try:
+        return await response.read()
+    except UpstreamBroken as exc:
+        raise UpstreamError(f"the engine broke off its reply: {exc}") from exc
+
+
+class StreamRelay:
+    """Relays SSE bytes as they arrive, timing them, with keep-alive comments in silences.
+
+    A keep-alive goes out only between events, and never while a chunk is being sent: both
+    writers hold `lock` around `send`. The silences are watched by a timer, not a task per
+    stream: a task sleeping beside every stream cost two task steps and its creation on the
+    stream's first byte, for a comment most streams never send; a task is made only to send
+    one. `tail` keeps the last two chunks, where the usage event of a stream is.
+    """
+
+    def __init__(
+        self,
+        response: UpstreamResponse,
+        send: Send,
+        meters: StreamMeters | None,
+        started: float,
+        keepalive: float,
+        dialect: Dialect = Dialect.OPENAI,
+        on_first: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.response = response
+        self.dialect = dialect
+        self.on_first = on_first
+        self.send = send
+        self.meters = meters
+        self.started = started
+        self.keepalive = keepalive
+        self.lock = asyncio.Lock() if keepalive > 0 else None
+        self.last = self.written = perf_counter()
+        self.boundary = True
+        self.tail = b""
+        self._timer: asyncio.TimerHandle | None = None
+        self._ping: asyncio.Task[None] | None = None
+
+    async def run(self) -> bool:
+        """Relay to the end; False when the engine broke off the stream."""
+        if self.keepalive > 0:
+            self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)
+        try:
+            return await self._pump()
+        finally:  # a comment being sent is cancelled before it can set the timer again
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._ping is not None:
+                self._ping.cancel()
+
+    async def _pump(self) -> bool:
+        complete, previous, chunk = True, b"", b""
+        meters, first = self.meters, True
+        try:
+            async for chunk in self.response.iter_chunks():
+                now = perf_counter()
+                if first and self.on_first is not None:
+                    self.on_first(chunk)
+                if meters is not None:
+                    if first:
+                        meters.ttft.observe(now - self.started)
+                    else:
+                        meters.itl.observe(now - self.last)
+                first, self.last, self.written, previous = False, now, now, self.tail
+                self.tail, self.boundary = chunk, chunk.endswith(b"\n\n")
+                await self._write(chunk)
+        except UpstreamBroken as exc:
+            error = UpstreamError(f"the engine broke off the stream: {exc}")
+            await self.fail(self.dialect.sse_event(error))
+            complete = False
+        self.tail = previous + self.tail
+        await self.end()
+        return complete
+
+    async def fail(self, event: bytes) -> None:
+        """Send an error `event` of its own, finishing any half-sent event first."""
+        prefix = b"" if self.boundary else b"\n\n"
+        await self._write(prefix + event)
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write(self, body: bytes) -> None:
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        if self.lock is None:
+            await self.send(message)
+            return
+        async with self.lock:
+            await self.send(message)
+
+    def _due(self) -> None:
+        """The timer: `keepalive` seconds may have passed since the last write. A comment is
+        sent if so, else the timer is set for when they will have."""
+        idle = perf_counter() - self.written
+        if idle < self.keepalive:
+            self._timer = asyncio.get_running_loop().call_later(self.keepalive - idle, self._due)
+        else:
+            self._timer = None
+            self._ping = asyncio.ensure_future(self._send_keepalive())
+
+    async def _send_keepalive(self) -> None:
+        assert self.lock is not None
+        try:
+            if self.boundary and not self.lock.locked():
+                async with self.lock:
+                    await self.send({"type": "http.response.body", "body": KEEPALIVE,
+                                     "more_body": True})  # fmt: skip
+        except Exception:  # the client went away; the relay notices and ends on its own
+            return
+        self.written = perf_counter()
+        self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._due)

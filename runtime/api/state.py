@@ -1,0 +1,78 @@
+"""What route handlers need, bundled once per app: settings-derived rules, chutes, client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
+
+from runtime.errors import PayloadTooLargeError
+from runtime.fleet.chutes import ChuteSet
+from runtime.fleet.stored import StoredResponses
+from runtime.http.engine_client import Upstream
+from runtime.observability.metrics import Metrics
+from runtime.observability.traffic import Traffic
+from runtime.protocol.rewrite import RewriteRules
+
+if TYPE_CHECKING:
+    from runtime.api.operation import Operation
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits beyond what the schemas check; each violation is a 400 naming it."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_n: int = 16
+    max_messages: int = 2048
+
+
+@dataclass(frozen=True)
+class Gateway:
+    chutes: ChuteSet
+    upstream: Upstream
+    rules: RewriteRules
+    strict_params: bool
+    limits: Limits
+    metrics: Metrics | None = None
+    keepalive: float = 0.0
+    # Which replica holds each stored response (bounded; see runtime.fleet.stored).
+    stored: StoredResponses = field(default_factory=StoredResponses)
+    traffic: Traffic | None = None
+    # Whether requests need a key (False: every caller sees what a key shows).
+    auth_required: bool = True
+    # The routes this app was built with (runtime.api.route_table, less the page with --no-ui).
+    operations: tuple[Operation, ...] = ()
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.state.gateway
+    return gateway
+
+
+async def read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before reading it all:
+    counted as it streams in, not only from Content-Length (in `headers`, by name)."""
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the common case: one message
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""Configuration: the one settings schema, and the embedded default chute."""

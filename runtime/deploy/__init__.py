@@ -1,0 +1,1 @@
+"""Deployment: a plan rendered as Kubernetes manifests."""

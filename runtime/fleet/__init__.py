@@ -1,0 +1,1 @@
+"""The chutes being served: replicas, admission, routing, the engine backend contract."""

@@ -1,0 +1,288 @@
+"""The chutes being served, their replicas, and routing a request's `model` to one.
+
+A chute has one or more replicas (engine processes, each on its own GPUs or cores). The
+supervisor moves their states; routes lease a ready replica, chosen by the chute's routing
+policy (`runtime.fleet.routing`): the fewest requests outstanding, or the replica holding the
+longest prefix of the prompt. A replica that refuses a connection is marked unreachable at
+once by the request that found it (the supervisor then probes it), and the request moves to
+another ready replica: nothing reached the engine, so sending it elsewhere is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.config.settings import ChuteSettings
+from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
+from runtime.fleet.admission import Admission
+from runtime.fleet.backend import EngineBackend
+from runtime.fleet.routing.policy import Prompt, Router, RoutingPolicy
+from runtime.planner.plan import ReplicaPlan
+from runtime.protocol.fields import EngineFields
+from runtime.protocol.rewrite import split_thinking
+
+log = logging.getLogger("chutebox.supervisor")
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+class ChuteState(enum.Enum):
+    PREPARING = "preparing"
+    STARTING = "starting"
+    READY = "ready"
+    # The engine refused or reset a connection; the supervisor is probing it.
+    UNREACHABLE = "unreachable"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+# The states every request asks about, as globals: in Python 3.11 each attribute read on an
+# Enum class goes through EnumType's `__getattr__` hook (~50 ns, a global ~5).
+_READY, _STARTING = ChuteState.READY, ChuteState.STARTING
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running engine listens, and the per-boot key it expects.
+
+    `address` is `http://host:port`, or `unix:/path/to/socket` for an engine on a Unix socket.
+    """
+
+    address: str
+    api_key: str
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+@dataclass
+class Replica:
+    """One engine process of a chute."""
+
+    index: int
+    plan: ReplicaPlan = field(default_factory=lambda: ReplicaPlan(()))
+    cpu_ids: tuple[int, ...] = ()
+    state: ChuteState = ChuteState.STARTING
+    endpoint: Endpoint | None = None
+    outstanding: int = 0
+    detail: str = ""
+    restarts: int = 0
+    # The engine's address and key when chutebox does not start it (a chute's `url`).
+    remote: Endpoint | None = None
+    # Set by a request that found the engine refusing connections: the supervisor probes now.
+    suspect: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark_unreachable(self, reason: str) -> bool:
+        """Out of service until the supervisor's probe answers; False if it already was."""
+        if self.state is not ChuteState.READY:
+            return False
+        self.state, self.detail = ChuteState.UNREACHABLE, reason
+        self.suspect.set()
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"state": self.state.value, "outstanding": self.outstanding}
+        if self.remote is not None:
+            info["url"] = self.remote.address
+        if self.plan.visible_devices:
+            info["gpus"] = self.plan.visible_devices
+        if len(self.plan.placements) > 1:
+            info["nodes"] = len(self.plan.placements)
+        if self.detail:
+            info["detail"] = self.detail
+        return info
+
+
+@dataclass
+class Chute:
+    """One served model at run time.
+
+    `phase` is the chute's own stage (preparing its model, failed, stopped); once its replicas
+    exist (phase STARTING) the chute's state is read from them.
+    """
+
+    settings: ChuteSettings
+    backend: EngineBackend
+    admission: Admission
+    replicas: list[Replica] = field(default_factory=list)
+    phase: ChuteState = ChuteState.PREPARING
+    card: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+    # What the engine's /openapi.json says each route reads; read at its first readiness.
+    fields: EngineFields | None = None
+    # Why the planner laid the replicas out as it did (what `chutebox plan` prints).
+    plan_reasons: tuple[str, ...] = ()
+    # The engines at the chute's `url`s (with their key), when chutebox starts none.
+    remote: tuple[Endpoint, ...] = ()
+    # The served name, fixed when the chute is made (the request path reads it often).
+    name: str = field(init=False)
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.settings.served_name
+        self.router = Router(
+            RoutingPolicy(self.settings.routing), self.settings.routing_memory_mb << 20
+        )
+
+    @property
+    def engine_model(self) -> str:
+        """The `model` the engine is sent: the served name of engines chutebox starts (it
+        names them so), the name a remote engine serves (the chute's `model`)."""
+        return self.settings.model if self.remote else self.name
+
+    @property
+    def state(self) -> ChuteState:
+        if self.phase is not _STARTING or not self.replicas:
+            return self.phase
+        # Asked on every request: one ready replica settles it without building the set.
+        for replica in self.replicas:
+            if replica.state is _READY:
+                return _READY
+        states = {r.state for r in self.replicas}
+        order = (ChuteState.READY, ChuteState.UNREACHABLE, ChuteState.RESTARTING,
+                 ChuteState.STARTING)  # fmt: skip
+        for state in order:
+            if state in states:
+                return state
+        return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
+
+    def ready(self) -> list[Replica]:
+        replicas = self.replicas
+        if len(replicas) == 1:  # asked per request: no comprehension (a call of its own in 3.11)
+            only = replicas[0]
+            return [only] if only.state is _READY and only.endpoint else []
+        return [r for r in replicas if r.state is _READY and r.endpoint]
+
+    def lookup_endpoint(self) -> Endpoint | None:
+        """A ready replica's endpoint for a side call (no slot, not counted)."""
+        ready = self.ready()
+        return min(ready, key=lambda r: r.outstanding).endpoint if ready else None
+
+    def require_ready(self) -> None:
+        if self.state is _READY:
+            return
+        # A remote replica's reason names only its URL and what it answered; a local one's
+        # may hold its engine's log lines, which stay in /ready and the log.
+        details = [r.detail for r in self.replicas if r.detail and r.remote]
+        reason = self.detail or (details[0] if details else f"its engine is {self.state.value}")
+        raise EngineUnavailableError(
+            f"No instances available (yet) for chute {self.name}: {reason}", headers=RETRY_AFTER
+        )
+
+    def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> Replica:
+        """Replica `prefer` when it is ready (the one holding state the request needs), else
+        the ready replica the router chooses for `prompt`; counts this one in."""
+        ready = self.ready()
+        if not ready:
+            self.require_ready()
+            raise EngineUnavailableError(
+                f"No instances available (yet) for chute {self.name}", headers=RETRY_AFTER
+            )
+        preferred = [r for r in ready if r.index == prefer] if prefer is not None else None
+        replica = preferred[0] if preferred else ready[self.router.choose(ready, prompt)]
+        replica.outstanding += 1
+        return replica
+
+
+class Lease:
+    """A request's place on one ready replica; it moves when that replica is found down.
+    `slot`: the request holds one of the chute's admission slots, given back with the
+    lease."""
+
+    def __init__(
+        self,
+        chute: Chute,
+        prefer: int | None = None,
+        prompt: Prompt | None = None,
+        slot: bool = False,
+    ) -> None:
+        self.chute = chute
+        self.prompt = prompt
+        self.slot = slot
+        self.replica = chute.pick(prefer, prompt)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        endpoint = self.replica.endpoint
+        if endpoint is None:  # stopped between the pick and now
+            raise EngineUnavailableError(
+                f"No instances available (yet) for chute {self.chute.name}", headers=RETRY_AFTER
+            )
+        return endpoint
+
+    def fail_over(self, reason: str) -> Endpoint:
+        """The replica refused the request before any byte of it was read: mark it
+        unreachable, and move to another ready replica (503 with Retry-After if none)."""
+        replica = self.replica
+        if replica.mark_unreachable(reason):
+            log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
+        replica.outstanding -= 1
+        try:
+            self.replica = self.chute.pick(prompt=self.prompt)
+        except EngineUnavailableError:
+            replica.outstanding += 1  # `release` still counts it out once
+            raise
+        return self.endpoint
+
+    def release(self) -> None:
+        self.replica.outstanding -= 1
+        if self.slot:
+            self.chute.admission.release()
+
+
+class ChuteSet:
+    """All chutes of this gateway, looked up by the name clients send as `model`."""
+
+    def __init__(self, chutes: Iterable[Chute]) -> None:
+        self._by_name = {c.name: c for c in chutes}
+        # The gateway's shutdown, which its requests watch: draining refuses new ones; a
+        # stop (a second signal, or the drain's time up) ends the relays still running.
+        self.draining = False
+        self.stopping = False
+        self.relays: set[asyncio.Task[Any]] = set()
+
+    def stop_relays(self) -> None:
+        """End every relay in flight: each answers 503, or an error event mid-stream."""
+        self.stopping = True
+        for task in list(self.relays):
+            task.cancel()
+
+    def __iter__(self) -> Iterator[Chute]:
+        return iter(self._by_name.values())
+
+    def get(self, name: str) -> Chute | None:
+        return self._by_name.get(name)
+
+    def resolve(self, model: str) -> tuple[Chute, bool]:
+        """The chute for `model`, and whether the `:THINKING` suffix asked for thinking."""
+        chute = self._by_name.get(model)
+        if chute is not None:  # the name itself (a suffix that is part of a name stays)
+            return chute, False
+        name, thinking = split_thinking(model)
+        chute = self._by_name.get(name)
+        if chute is None:
+            raise NotFoundError(f"model not found: {model}", param="model", code="model_not_found")
+        return chute, thinking
+
+    def only_with(self, capability: str) -> Chute:
+        """The one chute that serves `capability`, for requests that may omit `model`."""
+        matches = [c for c in self if capability in c.backend.capabilities]
+        if not matches:
+            raise NotFoundError(f"no chute here serves {capability}", param="model",
+                                code="model_not_found")  # fmt: skip
+        if len(matches) > 1:
+            names = ", ".join(c.name for c in matches)
+            raise InvalidRequestError(
+                f"model: several chutes serve {capability} ({names}); name one", param="model"
+            )
+        return matches[0]
+
+    def all_ready(self) -> bool:
+        return all(c.state is ChuteState.READY for c in self)

@@ -1,0 +1,1 @@
+"""Metrics, logs, the access log, live traffic, token usage."""

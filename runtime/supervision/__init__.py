@@ -1,0 +1,1 @@
+"""Engine processes: starting, probing, restarting; remote engines; nodes."""
