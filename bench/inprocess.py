@@ -39,7 +39,6 @@ from runtime.config.settings import ChuteSettings, Settings  # noqa: E402
 from runtime.fleet.admission import Admission  # noqa: E402
 from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
 from runtime.fleet.registry import load_backend  # noqa: E402
-from runtime.http.exchange import DISCONNECT  # noqa: E402
 from runtime.observability.logs import configure_logging  # noqa: E402
 from tests.support.servers import free_port, stop_group, wait_for  # noqa: E402
 
@@ -85,14 +84,11 @@ async def drive(app: Any, requests: int, rounds: int, profile: cProfile.Profile 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        watched: list[Any] = []
-
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
                  "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
                  "headers": HEADERS, "client": ("127.0.0.1", 50000),
-                 "server": ("127.0.0.1", 8000), "state": dict(state),
-                 "extensions": {DISCONNECT: {"watch": watched.append}}}  # fmt: skip
+                 "server": ("127.0.0.1", 8000), "state": dict(state)}  # fmt: skip
         await app(scope, receive, send)
         done.set()
         assert sent[0]["status"] == 200, sent

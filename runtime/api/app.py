@@ -14,7 +14,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
 
 from runtime.api.envelope import error_response
 from runtime.api.handlers.openapi import openapi_route
@@ -23,7 +22,7 @@ from runtime.api.middleware.invocation import InvocationMiddleware
 from runtime.api.middleware.observe import ObserveMiddleware, Observer
 from runtime.api.record import record_of
 from runtime.api.route_table import OPERATIONS, exact_table, without_page
-from runtime.api.routes import DirectApp, build_routes
+from runtime.api.routes import build_routes
 from runtime.api.state import Gateway, Limits
 from runtime.config.settings import Settings
 from runtime.errors import ChuteboxError, MethodNotAllowedError, NotFoundError
@@ -88,7 +87,7 @@ def create_app(
     *,
     api_keys: tuple[str, ...] = (),
     supervisor: Supervisor | None = None,
-) -> ASGIApp:
+) -> Starlette:
     """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings)."""
 
     metrics = Metrics(chutes) if settings.metrics else None
@@ -122,8 +121,6 @@ def create_app(
             yield {"gateway": gateway}
         finally:
             chutes.draining = True
-            if access_log is not None:
-                access_log.close()
             if supervisor is not None:
                 await supervisor.stop()
             await upstream.close()
@@ -143,21 +140,16 @@ def create_app(
     ]
     if settings.cors_origins:
         middleware.append(cors_middleware(settings.cors_origins))
-    check = None
     if api_keys:
         is_public = public_routes(settings.public_models,
                                   {op.path for op in operations if op.public})  # fmt: skip
-        check = KeyCheck(api_keys, is_public)
-        middleware.append(Middleware(AuthMiddleware, check=check))
-    app = Starlette(
+        middleware.append(Middleware(AuthMiddleware, check=KeyCheck(api_keys, is_public)))
+    return Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={ChuteboxError: _chutebox_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
-    if settings.cors_origins:
-        return app
-    return DirectApp(app, routes, observer, check)
 
 
 def cors_middleware(origins: tuple[str, ...]) -> Middleware:

@@ -31,9 +31,6 @@ class Admission:
         self.queue_timeout = queue_timeout
         self.rejected = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        # `raw_headers()` by slots in use: every reply carries them, for at most `limit` + 1
-        # values of `used`.
-        self._raw: dict[tuple[int, int], list[tuple[bytes, bytes]]] = {}
 
     @property
     def waiting(self) -> int:
@@ -94,15 +91,5 @@ class Admission:
         }
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """`headers()` as an ASGI reply carries them (lower-case names, bytes); the list is
-        shared: copy it to change it."""
-        key = (self.used, self.limit)
-        found = self._raw.get(key)
-        if found is None:
-            used, limit = key
-            found = self._raw[key] = [
-                (b"x-chutes-conn-used", b"%d" % used),
-                (b"x-chutes-conn-available", b"%d" % (limit - used)),
-                (b"x-chutes-conn-utilization", b"%.2f" % (used / limit)),
-            ]
-        return found
+        """`headers()` as an ASGI reply carries them (lower-case names, bytes)."""
+        return [(name.lower().encode(), value.encode()) for name, value in self.headers().items()]

@@ -42,11 +42,6 @@ class ChuteState(enum.Enum):
     STOPPED = "stopped"
 
 
-# The states every request asks about, as globals: in Python 3.11 each attribute read on an
-# Enum class goes through EnumType's `__getattr__` hook (~50 ns, a global ~5).
-_READY, _STARTING = ChuteState.READY, ChuteState.STARTING
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """Where a running engine listens, and the per-boot key it expects.
@@ -139,12 +134,8 @@ class Chute:
 
     @property
     def state(self) -> ChuteState:
-        if self.phase is not _STARTING or not self.replicas:
+        if self.phase is not ChuteState.STARTING or not self.replicas:
             return self.phase
-        # Asked on every request: one ready replica settles it without building the set.
-        for replica in self.replicas:
-            if replica.state is _READY:
-                return _READY
         states = {r.state for r in self.replicas}
         order = (ChuteState.READY, ChuteState.UNREACHABLE, ChuteState.RESTARTING,
                  ChuteState.STARTING)  # fmt: skip
@@ -154,11 +145,7 @@ class Chute:
         return ChuteState.FAILED if states == {ChuteState.FAILED} else ChuteState.STOPPED
 
     def ready(self) -> list[Replica]:
-        replicas = self.replicas
-        if len(replicas) == 1:  # asked per request: no comprehension (a call of its own in 3.11)
-            only = replicas[0]
-            return [only] if only.state is _READY and only.endpoint else []
-        return [r for r in replicas if r.state is _READY and r.endpoint]
+        return [r for r in self.replicas if r.state is ChuteState.READY and r.endpoint]
 
     def lookup_endpoint(self) -> Endpoint | None:
         """A ready replica's endpoint for a side call (no slot, not counted)."""
@@ -166,7 +153,7 @@ class Chute:
         return min(ready, key=lambda r: r.outstanding).endpoint if ready else None
 
     def require_ready(self) -> None:
-        if self.state is _READY:
+        if self.state is ChuteState.READY:
             return
         # A remote replica's reason names only its URL and what it answered; a local one's
         # may hold its engine's log lines, which stay in /ready and the log.

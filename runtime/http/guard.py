@@ -9,14 +9,16 @@ costing their sender nothing. Here, per connection:
   of the request's first byte, on a reused connection), else 408 and close;
 - a request body may pause at most `body_timeout` between two pieces, else 408 (if no reply
   started yet) and close, which the app sees as the client leaving;
-- past `max_connections` open connections, a new one is answered 503 at once and closed;
-- a keep-alive connection idle for uvicorn's `timeout_keep_alive` is closed.
+- past `max_connections` open connections, a new one is answered 503 at once and closed
+  (uvicorn's `limit_concurrency` answers in plain text, not in the gateway's error envelope).
+
+Everything else is uvicorn's own protocol and request cycle; the subclass only adds the
+deadlines, through the parser callbacks it calls `super()` from. It relies on those callbacks'
+names, so pyproject.toml pins uvicorn to the releases it was tested with.
 
 Deadlines are plain numbers on each connection, checked by one sweep per server every
 `SWEEP` seconds, not a timer armed and cancelled per request: on the relay path a request then
 costs two clock reads. A timeout fires up to `SWEEP` seconds late.
-
-Each request's ASGI side is an `Exchange` (runtime.http.exchange), in place of uvicorn's cycle.
 """
 
 from __future__ import annotations
@@ -24,23 +26,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
-from urllib.parse import unquote
 
-import httptools
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from runtime.http.exchange import Exchange, HeldHeads, default_head
-
 SWEEP = 0.25
-# What uvicorn's ProxyHeadersMiddleware reads; a request without them passes it unchanged.
-FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
-# The request header names the protocol itself acts on.
-_SPECIAL = FORWARDED | {b"expect"}
-_NAME = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -84,8 +74,7 @@ class _Sweeper:
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with header and body timeouts, a cap on open connections, and an
-    `Exchange` per request.
+    """HttpToolsProtocol with header and body timeouts and a cap on open connections.
 
     `limits` and the sweeper are set on a subclass per server (`guarded_protocol`): uvicorn
     builds one protocol object per connection from the class alone.
@@ -93,11 +82,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     limits = ConnectionLimits()
     sweeper: _Sweeper | None = None
-    heads: HeldHeads | None = None
-    # uvicorn's default headers (a new list each second: the date) and their encoding.
-    default_head: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
-    cycle: Exchange | None  # type: ignore[assignment]
-    pipeline: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,23 +89,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._headers_by: float | None = None
         # While a body is being read: when its last piece came (None: not reading a body).
         self._body_since: float | None = None
-        # Since when the connection has been idle between requests (None: not idle).
-        self._idle_since: float | None = None
-        # uvicorn wraps the app in ProxyHeadersMiddleware (its `proxy_headers` option), which
-        # changes only requests that carry X-Forwarded-* headers: the others skip that layer
-        # (a coroutine and a scan of every header per request).
-        app = self.app
-        self._unproxied = app.app if isinstance(app, ProxyHeadersMiddleware) else app
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        cls = type(self)
-        if cls.sweeper is None or cls.sweeper.loop is not self.loop:
-            # One of each per server and loop, made with the first connection.
-            cls.sweeper = _Sweeper(self.connections, self.loop)
-            cls.heads = HeldHeads(self.loop)
-        assert cls.heads is not None
-        self._held = cls.heads
         if len(self.connections) > self.limits.max_connections:
             message = (f"the gateway holds its most open connections "
                        f"({self.limits.max_connections}); try again shortly")  # fmt: skip
@@ -130,137 +100,42 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.write(reply)
             self.transport.close()
             return
+        cls = type(self)
+        if cls.sweeper is None or cls.sweeper.loop is not self.loop:
+            cls.sweeper = _Sweeper(self.connections, self.loop)
         cls.sweeper.ensure_running()
         self._headers_by = self.loop.time() + self.limits.header_timeout
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self)
-        if self.cycle is not None:
-            self.cycle.lost()
-        if self.flow is not None:
-            self.flow.resume_writing()
-        if exc is None:
-            self.transport.close()
-        self.parser = None  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._idle_since = None
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._headers_by is None:  # a reused connection's next request: its own clock
             self._headers_by = self.loop.time() + self.limits.header_timeout
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # The parser calls this once per header: it only collects them. What uvicorn's own
-        # looks for (Expect) and what the proxy layer reads are found once all are in, by a
-        # C loop over the names (`_special`): two Python calls per header cost more.
-        self.headers.append((name.lower(), value))
-
-    def _special(self) -> bool:
-        """Whether the request carries X-Forwarded-* (noting `Expect: 100-continue`)."""
-        headers = self.headers
-        if _SPECIAL.isdisjoint(map(_NAME, headers)):
-            return False
-        self.expect_100_continue = any(
-            name == b"expect" and value.lower() == b"100-continue" for name, value in headers
-        )
-        return not FORWARDED.isdisjoint(map(_NAME, headers))
-
     def on_headers_complete(self) -> None:
         self._headers_by = None
-        forwarded = self._special()
-        parser = self.parser
-        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
-        http_version = parser.get_http_version()
-        scope["method"] = parser.get_method().decode("ascii")
-        if http_version != "1.1":
-            scope["http_version"] = http_version
-        if parser.should_upgrade() and self._should_upgrade():
-            return
-        url = httptools.parse_url(self.url)
-        path = url.path.decode("ascii")
-        if "%" in path:
-            path = unquote(path)
-        root = self.root_path
-        scope["path"] = root + path if root else path
-        scope["raw_path"] = root.encode("ascii") + url.path if root else url.path
-        scope["query_string"] = url.query or b""
-        previous = self.cycle
-        self.cycle = Exchange(scope, self.transport, self.flow, self.loop, self._held,
-                              self._default_head(),
-                              http_version != "1.0" and parser.should_keep_alive(),
-                              self.expect_100_continue, self.on_response_complete,
-                              self.logger)  # fmt: skip
-        # The body's clock runs from here; a request without one completes in this same
-        # `feed_data`, which stops it again (cheaper than reading the headers to know).
-        self._body_since = self.loop.time()
-        app = self.app if forwarded else self._unproxied
-        if previous is None or previous.response_complete:
-            self._start(self.cycle, app)
-        else:  # pipelined: it waits for the reply before it
-            self.flow.pause_reading()
-            self.pipeline.appendleft((self.cycle, app))
-
-    def _default_head(self) -> bytes:
-        headers = self.server_state.default_headers
-        cls = type(self)
-        if cls.default_head[0] is not headers:
-            cls.default_head = (headers, default_head(headers))
-        return cls.default_head[1]
-
-    def _start(self, exchange: Exchange, app: Any) -> None:
-        exchange.task = task = self.loop.create_task(exchange.run(app, self.tasks))
-        self.tasks.add(task)
+        super().on_headers_complete()
+        if self._expects_body():
+            self._body_since = self.loop.time()
 
     def on_body(self, body: bytes) -> None:
         self._body_since = self.loop.time()
-        cycle = self.cycle
-        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle is None:
-            return
-        if cycle.response_complete:
-            return
-        cycle.feed(body)
-        if cycle.buffered > HIGH_WATER_LIMIT:
-            self.flow.pause_reading()
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._body_since = None
-        cycle = self.cycle
-        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle is None:
-            return
-        if not cycle.response_complete:
-            cycle.complete()
+        super().on_message_complete()
 
-    def on_response_complete(self) -> None:
-        self.server_state.total_requests += 1
-        if self.transport.is_closing():
-            return
-        self.flow.resume_reading()
-        if self.pipeline:
-            exchange, app = self.pipeline.pop()
-            self._start(exchange, app)
-        else:
-            self._idle_since = self.loop.time()
+    def _expects_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"content-length":
+                return value.strip() not in (b"", b"0")
+            if name == b"transfer-encoding":
+                return b"chunked" in value.lower()
+        return False
 
     def check(self, now: float) -> None:
         """Close this connection if it is past a deadline (called by the sweep)."""
         if self.transport is None or self.transport.is_closing():
-            return
-        if self._idle_since is not None:
-            if now - self._idle_since >= self.timeout_keep_alive:
-                self.transport.close()
             return
         if self._body_since is not None:
             if now - self._body_since < self.limits.body_timeout:

@@ -1,51 +1,24 @@
-"""Logging set-up, done once by the CLI: plain text lines or one JSON object per line."""
+"""Logging set-up, done once by the CLI: plain text lines or one JSON object per line.
+
+Records are written off the event loop: every logger's records go to a queue (the standard
+library's `QueueHandler`) and one thread (a `QueueListener`) formats and writes them, so a
+slow terminal or a full pipe never stalls a request.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import atexit
+import copy
 import logging
+import queue
 import sys
-import time
 from datetime import UTC, datetime
-from typing import Any
+from logging.handlers import QueueHandler, QueueListener
+from typing import Any, TextIO
 
 import orjson
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-# Each millisecond as logging's default_msec_format writes it: a lookup per line, not a format.
-_MILLIS = tuple(f"{ms:03d}" for ms in range(1000))
-
-
-class TextFormatter(logging.Formatter):
-    """TEXT_FORMAT, its time formatted as logging's default does, the date part once a second."""
-
-    # `line` writes the message alone (runtime.observability.access need not make the fields).
-    writes_fields = False
-
-    def __init__(self) -> None:
-        super().__init__(TEXT_FORMAT)
-        self._stamp = (-1, "")  # one tuple: read and replaced whole, also across threads
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        if datefmt is not None:
-            return super().formatTime(record, datefmt)
-        return self._time(record.created, record.msecs)
-
-    def _time(self, created: float, msecs: float) -> str:
-        return f"{self._date(created)},{_MILLIS[int(msecs)]}"  # logging's default_msec_format
-
-    def _date(self, created: float) -> str:
-        """The time to the second, formatted once a second."""
-        second, stamp = self._stamp
-        if int(created) != second:
-            stamp = time.strftime(self.default_time_format, self.converter(created))
-            self._stamp = (int(created), stamp)
-        return stamp
-
-    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
-        """What `format` makes of an INFO record with this message, made without one."""
-        millis = _MILLIS[int((created - int(created)) * 1000)]
-        return f"{self._date(created)},{millis} INFO    {logger}: {message}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,86 +38,61 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
-    def line(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> str:
-        """What `format` makes of an INFO record with this message and fields."""
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
-            "level": "info",
-            "logger": logger,
-            "message": message,
-            **fields,
-        }
-        return orjson.dumps(entry, default=str).decode()
+
+class LogWriter(QueueListener):
+    """The thread that formats and writes queued records; stopping it twice is harmless (it is
+    stopped at exit, and earlier when logging is configured again)."""
+
+    running = False
+
+    def start(self) -> None:
+        super().start()
+        self.running = True
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread."""
+        if self.running:
+            self.running = False
+            super().stop()
 
 
-class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes its lines in batches: when `capacity` are waiting or `interval` seconds after the
-    first, whichever comes first, or when flushed. For the access log, where a write per
-    request would be a measurable share of a relayed request; everything else is written at
-    once. runtime.observability.access hands it lines formatted in batches of its own
-    (`add_lines`) or records (with filters or other handlers, flushing it after each batch
-    of those)."""
+class LocalQueueHandler(QueueHandler):
+    """A QueueHandler for a queue read in this process.
 
-    def __init__(self, stream: Any, capacity: int = 256, interval: float = 0.2) -> None:
-        super().__init__(stream)
-        self.capacity = capacity
-        self.interval = interval
-        self.lines: list[str] = []
-        self.timer: asyncio.TimerHandle | None = None
+    The standard one formats the message and the traceback into the record's text and drops
+    the exception, since its queue may lead to another process. Here the arguments are merged
+    (they may change before the thread formats them) and the exception stays, for the
+    formatter to write where it writes it (the JSON format: a field of its own).
+    """
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:
-            self.handleError(record)
-            return
-        self._write_when_due()
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.listener: LogWriter | None = None
 
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._write()
-
-    def add_lines(self, lines: list[str]) -> None:
-        """Lines already formatted as this handler's formatter would (`line()`), written as
-        emitted ones are: a write per `capacity` lines (a write per batch of the access
-        log's was a microsecond or two of each request's CPU, on a file)."""
-        with self.lock:  # type: ignore[union-attr]
-            self.lines.extend(lines)
-            self._write_when_due()
-
-    def _write_when_due(self) -> None:
-        if len(self.lines) >= self.capacity:
-            self._write()
-        elif self.timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no event loop: nothing would flush later
-                self._write()
-                return
-            self.timer = loop.call_later(self.interval, self.flush)
-
-    def _write(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.lines:
-            self.stream.write("\n".join(self.lines) + "\n")
-            self.lines.clear()
-        super().flush()
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        return record
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
+    """Every logger's records to `stream` (standard error), in `fmt`, from `level` up."""
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    writer = logging.StreamHandler(stream or sys.stderr)
+    writer.setFormatter(formatter)
     root = logging.getLogger()
+    for old in root.handlers:  # configured again (tests): the previous thread ends first
+        if isinstance(old, LocalQueueHandler) and old.listener is not None:
+            old.listener.stop()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = LocalQueueHandler(records)
+    handler.listener = LogWriter(records, writer, respect_handler_level=True)
+    handler.listener.start()
+    # What is queued when the process exits is still written.
+    atexit.register(handler.listener.stop)
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    access = logging.getLogger("chutebox.access")
-    batching = BatchingHandler(sys.stderr)
-    batching.setFormatter(formatter)
-    access.handlers[:] = [batching]
-    access.propagate = False
     # uvicorn's own loggers carry handlers of their own unless told otherwise; route them here.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

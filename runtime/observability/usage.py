@@ -16,11 +16,10 @@ _KEY = b'"usage"'
 # The usual shape: a flat object (vLLM's `prompt_tokens_details` is null unless it caches).
 _FLAT = re.compile(rb"\s*:\s*(\{[^{}]*\})")
 _DECODER = json.JSONDecoder()
-_new = tuple.__new__
 
 
 class Usage(NamedTuple):
-    """Token counts an engine reported for one request (a tuple: made on every reply)."""
+    """Token counts an engine reported for one request."""
 
     prompt_tokens: int
     completion_tokens: int
@@ -54,5 +53,4 @@ def find_usage(data: bytes) -> Usage | None:
     completion = value.get("completion_tokens", value.get("output_tokens", 0))
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    # tuple's own constructor: a NamedTuple's `__new__` is a Python function per call.
-    return _new(Usage, (prompt, completion))
+    return Usage(prompt, completion)

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ValidationError
 
 from runtime.errors import InvalidRequestError
 from runtime.protocol import fastjson
-from runtime.protocol.check import mirror
 from runtime.protocol.common import ParamError
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,14 +23,6 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     return data
-
-
-def check(model: type[BaseModel], data: dict[str, Any]) -> None:
-    """Refuse (400) a body its route's model refuses, building no model when it is valid
-    (runtime.protocol.check); a refusal is the model's own."""
-    shape = mirror(model)
-    if shape is None or not shape.accepts(data):
-        validate(model, data)
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:

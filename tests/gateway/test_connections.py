@@ -167,8 +167,8 @@ def read_replies(sock: socket.socket, count: int) -> list[bytes]:
 
 
 def test_http_1_1_as_clients_use_it_pipelining_1_0_and_100_continue(serve: Served) -> None:
-    # The server answers each request itself (runtime/http/exchange.py), not through uvicorn's
-    # cycle: what that did for these, it must still do.
+    # The guard (runtime/http/guard.py) adds deadlines to uvicorn's protocol: what uvicorn
+    # does for these, it must still do.
     head, body = chat_request()
     with socket.create_connection(address(serve)) as sock:
         sock.settimeout(10)

@@ -18,18 +18,13 @@ from runtime.api.record import RequestRecord, record_of
 from runtime.errors import AuthenticationError
 
 IsPublic = Callable[[str, str], bool]
-# Where a key may come.
-KEY_HEADERS = (b"authorization", b"x-api-key")
 # Served beside the operation table, public as on vLLM and TEI.
 ALWAYS_PUBLIC = frozenset({"/metrics", "/openapi.json"})
 
 
-def presented_keys(
-    headers: Iterable[tuple[bytes, bytes | None]],
-) -> tuple[list[bytes], str | None]:
+def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], str | None]:
     """Every key the request offers, from Authorization and X-API-Key, and the scheme of an
-    Authorization header that is neither `Bearer <key>` nor a bare key (its key not taken).
-    A value None is a header not sent."""
+    Authorization header that is neither `Bearer <key>` nor a bare key (its key not taken)."""
     keys: list[bytes] = []
     bad_scheme = None
     for name, value in headers:
@@ -64,27 +59,11 @@ class KeyCheck:
 
     def __init__(self, keys: Iterable[str], is_public: IsPublic) -> None:
         self.keys = tuple(k.encode() for k in keys)
-        # `Authorization: Bearer <key>` whole, as clients send it: the header's value is
-        # compared with these at once, not split into words first (a key with whitespace in
-        # it is no key in that header, and has none).
-        self.bearers = tuple(b"Bearer " + k for k in self.keys if k.split() == [k])
         self.is_public = is_public
 
     def refusal(self, scope: Scope, record: RequestRecord) -> AuthenticationError | None:
         """Why the request may not pass (a 401), or None; notes a key sent in the record."""
-        if not record.repeated:
-            sent = record.headers.get(b"authorization")
-            if sent is not None and key_matches((sent,), self.bearers):
-                record.authenticated = True
-                return None
-        # The two key headers looked up in the record's dict, not every header scanned; every
-        # value of a name sent twice is read from the list.
-        pairs: Iterable[tuple[bytes, bytes | None]]
-        if record.repeated:
-            pairs = scope["headers"]
-        else:
-            pairs = zip(KEY_HEADERS, map(record.headers.get, KEY_HEADERS), strict=True)
-        offered, bad_scheme = presented_keys(pairs)
+        offered, bad_scheme = presented_keys(scope["headers"])
         authenticated = key_matches(offered, self.keys)
         # On a public route a key is optional, and shows more where it is sent (/status).
         if authenticated or self.is_public(scope["method"], scope["path"]):

@@ -1,11 +1,11 @@
 """Per-request observation: the access log entry, request metrics, and `Server-Timing`.
 
 `Observer` counts, times and logs an answered request. `ObserveMiddleware`, pure ASGI and the
-outermost layer of the Starlette stack, makes the request's record (`runtime.api.record`), looking
-its operation up in the route table, so every layer inside reads one typed record; the relay
-routes skip the stack and do the same in `runtime.api.routes.DirectApp`. The log line names the
-invocation id and the status the client really got; what the route learned (the chute, the
-engine's share of the time, the usage) comes back through the record.
+outermost layer of the Starlette stack, makes the request's record (`runtime.api.record`),
+looking its operation up in the route table, so every layer inside reads one typed record.
+The log line names the invocation id and the status the client really got; what the route
+learned (the chute, the engine's share of the time, the usage) comes back through the
+record.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from time import perf_counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.api.operation import Operation
-from runtime.api.record import InvocationIds, RequestRecord
-from runtime.observability.access import AccessLog
+from runtime.api.record import RequestRecord
+from runtime.observability.access import AccessEntry, AccessLog
 from runtime.observability.metrics import Metrics
 from runtime.observability.traffic import Traffic
 
@@ -29,8 +29,7 @@ OTHER = "other"
 
 
 class Observer:
-    """Where an answered request is counted, timed and logged (and where its id comes
-    from: `ids`)."""
+    """Where an answered request is counted, timed and logged."""
 
     def __init__(
         self,
@@ -41,7 +40,6 @@ class Observer:
         self.metrics = metrics
         self.access_log = access_log
         self.traffic = traffic
-        self.ids = InvocationIds()
 
     def answered(self, scope: Scope, record: RequestRecord, status: int) -> None:
         elapsed = perf_counter() - record.started
@@ -55,7 +53,17 @@ class Observer:
         if self.metrics is not None:
             self.metrics.answered(record.chute, path, status, elapsed)
         if self.access_log is not None:
-            self.access_log.add(scope, record, status, elapsed)
+            entry = AccessEntry(
+                client=scope.get("client"),
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                elapsed=elapsed,
+                chute=record.chute,
+                invocation_id=record.invocation_id,
+                usage=record.usage,
+            )
+            self.access_log.add(entry)
         if self.traffic is not None:
             tokens = record.usage.completion_tokens if record.usage is not None else 0
             self.traffic.answered(record.chute, status, tokens, record.ttft)
@@ -79,7 +87,7 @@ class ObserveMiddleware:
             await self.app(scope, receive, send)
             return
         op = self.operations.get((scope["path"], scope["method"]))
-        record = RequestRecord.begin(scope, op, self.observer.ids)
+        record = RequestRecord.begin(scope, op)
         status = 500
 
         async def timed(message: Message) -> None:

@@ -29,7 +29,6 @@ from runtime.errors import (
 from runtime.fleet.backend import AbortCall
 from runtime.fleet.chutes import ChuteSet, Lease
 from runtime.http.engine_client import Upstream, UpstreamBroken, UpstreamResponse
-from runtime.http.exchange import DISCONNECT, RESPONSE
 from runtime.observability.metrics import Metrics, StreamMeters
 from runtime.observability.usage import Usage, find_usage
 
@@ -50,24 +49,16 @@ class ClientDisconnected(Exception):
     """The client went away before the reply was complete."""
 
 
-async def run_until_disconnect(
-    receive: Receive,
-    work: Awaitable[T],
-    after: float = 0.0,
-    task: asyncio.Task[Any] | None = None,
-) -> T:
-    """Run `work` in this task (`task`, when the caller has it at hand); if the client
-    disconnects first, cancel it (its cleanup runs, closing the engine connection) and raise
-    ClientDisconnected.
+async def run_until_disconnect(receive: Receive, work: Awaitable[T], after: float = 0.0) -> T:
+    """Run `work` in this task; if the client disconnects first, cancel it (its cleanup
+    runs, closing the engine connection) and raise ClientDisconnected.
 
-    For servers that do not tell of a client leaving (chutebox's own does: `EngineCall`
-    uses its DISCONNECT extension, and nothing waits): one watcher task per request reads
-    `receive`, cancelling this one, rather than a task for the work too. With `after`, the
-    watcher starts only once the work has run that long: most short replies then need no
-    task at all (a task was a tenth of a relayed request's CPU), and a client that left
-    early is still seen, `after` seconds late at most.
+    A watcher task reads `receive` and cancels this one when the client leaves. With
+    `after`, the watcher starts only once the work has run that long: a reply done sooner
+    needs no second task, and a client that left early is still seen, `after` seconds late
+    at most.
     """
-    current = task or asyncio.current_task()
+    current = asyncio.current_task()
     assert current is not None
     disconnected = False
     watcher: asyncio.Future[None] | None = None
@@ -112,17 +103,7 @@ class EngineCall:
     access log and `Server-Timing` (`engine_wait`, `usage`, `disconnected`) and into
     `metrics`. `on_reply` sees the start of a successful reply (the whole body, or the first
     chunk of a stream).
-    `whole`: nothing between the server and this call wraps `send` without knowing the
-    server's RESPONSE extension, so a reply that is not a stream goes as one message where
-    the server offers it.
     """
-
-    # What a call learns as it runs, set on the instance only when it changes (one made per
-    # request: each store in `__init__` is paid every time).
-    _started = False
-    _stream: StreamRelay | None = None
-    _task: asyncio.Task[Any] | None = None
-    _left = False
 
     def __init__(
         self,
@@ -130,6 +111,7 @@ class EngineCall:
         lease: Lease,
         path: str,
         body: bytes | None,
+        *,
         shutdown: ChuteSet,
         record: RequestRecord,
         method: str = "POST",
@@ -138,7 +120,6 @@ class EngineCall:
         abort: AbortCall | None = None,
         on_reply: Callable[[bytes], None] | None = None,
         count_usage: bool = True,
-        whole: bool = False,
         on_done: Callable[[], None] | None = None,
     ) -> None:
         self.upstream = upstream
@@ -155,8 +136,10 @@ class EngineCall:
         self.abort = abort
         self.on_reply = on_reply
         self.count_usage = count_usage
-        self.whole = whole
         self.on_done = on_done
+        # What the call learns as it runs.
+        self._started = False
+        self._stream: StreamRelay | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -164,32 +147,13 @@ class EngineCall:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = self.record
-        task = self._task = asyncio.current_task()
+        task = asyncio.current_task()
         assert task is not None
         self.shutdown.relays.add(task)
         try:
             if self.shutdown.stopping:
                 raise GatewayStoppingError()
-            # What chutebox's server offers (runtime.http.exchange): news of the client leaving,
-            # and a whole reply in one message.
-            extensions = scope.get("extensions") or {}
-            watch = (extensions.get(DISCONNECT) or {}).get("watch")
-            whole = self.whole and RESPONSE in extensions
-            if watch is None:
-                await run_until_disconnect(
-                    receive, self._relay(send, record, whole), WATCH_AFTER, task=task
-                )
-            else:  # the server calls `_client_left` if the client leaves: nothing waits
-                watch(self._client_left)
-                try:
-                    await self._relay(send, record, whole)
-                except asyncio.CancelledError:
-                    if not self._left:
-                        raise
-                    task.uncancel()
-                    raise ClientDisconnected() from None
-                finally:
-                    watch(None)
+            await run_until_disconnect(receive, self._relay(send, record), WATCH_AFTER)
         except ClientDisconnected:
             record.disconnected = True
             if self.metrics is not None:
@@ -206,11 +170,6 @@ class EngineCall:
             self.lease.release()
             if self.on_done is not None:
                 self.on_done()
-
-    def _client_left(self) -> None:
-        self._left = True
-        assert self._task is not None
-        self._task.cancel()
 
     async def _stopped(self, send: Send) -> None:
         if not self._started:
@@ -244,7 +203,7 @@ class EngineCall:
             except EngineDownError as exc:
                 error = exc
 
-    async def _relay(self, send: Send, record: RequestRecord, whole: bool) -> None:
+    async def _relay(self, send: Send, record: RequestRecord) -> None:
         asked = perf_counter()
         try:
             response = await self.upstream.send(
@@ -280,11 +239,8 @@ class EngineCall:
                         extra.append((name.encode(), response.headers[name].encode()))
                 self._started = True
                 headers = self._headers(content_type, extra)
-                if whole:
-                    await send({"type": RESPONSE, "status": 200, "headers": headers, "body": body})
-                else:
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 reusable = True
                 if content_type.startswith("application/json"):
                     self._count(record, find_usage(body))

@@ -29,10 +29,7 @@ from runtime.fleet.stored import Holder
 from runtime.protocol import fastjson
 from runtime.protocol.fields import openai_fields, screen
 from runtime.protocol.rewrite import rewrite_request, wants_thinking
-from runtime.protocol.validation import check, parse_body
-
-# As globals: an Enum class's attribute reads are slow in Python 3.11 (runtime.fleet.chutes).
-_CHAT, _MODEL = Rewrite.CHAT, Rewrite.MODEL
+from runtime.protocol.validation import parse_body, validate
 
 
 def screen_fields(
@@ -86,13 +83,13 @@ def open_gateway(record: RequestRecord) -> Gateway:
 
 
 async def forward(
-    record: RequestRecord, scope: Scope, receive: Receive, op: Operation, whole: bool = False
+    record: RequestRecord, scope: Scope, receive: Receive, op: Operation
 ) -> EngineCall:
-    """The engine call for a request whose body names its `model` (`whole`: as EngineCall's)."""
+    """The engine call for a request whose body names its `model`."""
     gateway = open_gateway(record)
     data = parse_body(await read_body(record.headers, receive, gateway.limits.max_body_bytes))
     assert op.request is not None and op.capability is not None
-    check(op.request, data)
+    validate(op.request, data)  # the body relayed is the JSON itself, rewritten
     check_limits(data, gateway.limits)
     if data.get("model") is None:  # only the image routes' schemas allow this
         chute, thinking = gateway.chutes.only_with(op.capability), False
@@ -113,8 +110,8 @@ async def forward(
         chute.engine_model,
         gateway.rules,
         thinking=thinking,
-        chat=op.rewrite is _CHAT,
-        usage_option=op.rewrite is not _MODEL,
+        chat=op.rewrite is Rewrite.CHAT,
+        usage_option=op.rewrite is not Rewrite.MODEL,
     )
     abort = None
     field = chute.backend.request_id_field
@@ -140,7 +137,7 @@ async def forward(
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
-    return _call(gateway, record, lease, op, op.path, payload, abort, on_reply, whole=whole)
+    return _call(gateway, record, lease, op, op.path, payload, abort=abort, on_reply=on_reply)
 
 
 async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> EngineCall:
@@ -239,27 +236,24 @@ def _call(
     op: Operation,
     path: str,
     body: bytes | None,
+    *,
     abort: AbortCall | None = None,
     on_reply: Callable[[bytes], None] | None = None,
     count_usage: bool = True,
-    whole: bool = False,
 ) -> EngineCall:
-    # By position: a call by keywords matches each name against the parameters', and a
-    # `**kwargs` passed on builds a dict per request.
     return EngineCall(
         gateway.upstream,
         lease,
         path,
         body,
-        gateway.chutes,
-        record,
-        op.method,
-        gateway.metrics,
-        gateway.keepalive,
-        abort,
-        on_reply,
-        count_usage,
-        whole,
+        shutdown=gateway.chutes,
+        record=record,
+        method=op.method,
+        metrics=gateway.metrics,
+        keepalive=gateway.keepalive,
+        abort=abort,
+        on_reply=on_reply,
+        count_usage=count_usage,
     )
 
 

@@ -1,13 +1,15 @@
-"""Log formats and the access log's batched writes."""
+"""Log formats, and records written by a thread of their own."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
+from collections.abc import Iterator
 
-from runtime.observability.logs import TEXT_FORMAT, BatchingHandler, JsonFormatter, TextFormatter
+import pytest
+
+from runtime.observability.logs import JsonFormatter, LocalQueueHandler, configure_logging
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:
@@ -23,57 +25,52 @@ def test_json_lines_carry_the_records_fields() -> None:
     assert line["time"].endswith("+00:00")
 
 
-def test_batches_are_written_when_full_or_when_the_interval_ends() -> None:
-    async def scenario() -> list[str]:
-        stream = io.StringIO()
-        handler = BatchingHandler(stream, capacity=3, interval=0.05)
-        seen = []
-        for i in range(4):
-            handler.handle(record(f"line {i}"))
-            seen.append(stream.getvalue())
-        await asyncio.sleep(0.2)  # the fourth line waits for the timer
-        seen.append(stream.getvalue())
-        return seen
-
-    seen = asyncio.run(scenario())
-    assert seen[0] == seen[1] == ""  # nothing written per line
-    assert seen[2] == "line 0\nline 1\nline 2\n" == seen[3]
-    assert seen[4].endswith("line 3\n")
-
-
-def test_lines_handed_over_formatted_wait_for_a_full_batch_too() -> None:
-    # The access log formats its entries in batches of its own
-    # (runtime/observability/access.py); the handler still writes once per `capacity` lines,
-    # or when its interval ends.
-    async def scenario() -> list[str]:
-        stream = io.StringIO()
-        handler = BatchingHandler(stream, capacity=4, interval=0.05)
-        seen = []
-        for batch in (["a", "b"], ["c", "d", "e"], ["f"]):
-            handler.add_lines(batch)
-            seen.append(stream.getvalue())
-        await asyncio.sleep(0.2)
-        seen.append(stream.getvalue())
-        return seen
-
-    assert asyncio.run(scenario()) == [
-        "",
-        "a\nb\nc\nd\ne\n",
-        "a\nb\nc\nd\ne\n",
-        "a\nb\nc\nd\ne\nf\n",
-    ]
-
-
-def test_without_an_event_loop_lines_go_out_at_once() -> None:
+@pytest.fixture
+def stderr() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    BatchingHandler(stream).handle(record("alone"))
-    assert stream.getvalue() == "alone\n"
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield stream
+    for handler in root.handlers:
+        if isinstance(handler, LocalQueueHandler) and handler.listener is not None:
+            handler.listener.stop()
+    root.handlers[:], root.level = saved
 
 
-def test_text_lines_read_as_loggings_own_formatter_writes_them() -> None:
-    ours, reference = TextFormatter(), logging.Formatter(TEXT_FORMAT)
-    # Within one second (the cached date part), across seconds, and back again.
-    for created in (1700000000.0, 1700000000.9995, 1700000001.0004, 1700000000.5, 1800000000.25):
-        entry = record("hello")
-        entry.created, entry.msecs = created, (created - int(created)) * 1000
-        assert ours.format(entry) == reference.format(entry)
+def flushed(stream: io.StringIO) -> list[str]:
+    """The lines written once the writer thread has taken every record queued."""
+    [handler] = logging.getLogger().handlers
+    assert isinstance(handler, LocalQueueHandler) and handler.listener is not None
+    handler.listener.stop()  # returns once the queue is drained
+    return stream.getvalue().splitlines()
+
+
+def test_records_are_written_by_the_thread_with_their_arguments_as_they_were(
+    stderr: io.StringIO,
+) -> None:
+    configure_logging("info", "text", stderr)
+    values = ["before"]
+    logging.getLogger("chutebox.test").info("value %s", values)
+    values[0] = "after"  # changed before the thread formats the record
+    [line] = flushed(stderr)
+    assert line.endswith("INFO    chutebox.test: value ['before']")
+
+
+def test_json_lines_keep_the_exception_as_a_field(stderr: io.StringIO) -> None:
+    configure_logging("info", "json", stderr)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("chutebox.test").exception("failed %d", 3)
+    [line] = flushed(stderr)
+    entry = json.loads(line)
+    assert entry["message"] == "failed 3" and entry["level"] == "error"
+    assert "ValueError: boom" in entry["exception"]
+
+
+def test_the_level_set_holds(stderr: io.StringIO) -> None:
+    configure_logging("warning", "text", stderr)
+    logging.getLogger("chutebox.test").info("quiet")
+    logging.getLogger("chutebox.test").warning("loud")
+    lines = flushed(stderr)
+    assert len(lines) == 1 and lines[0].endswith("chutebox.test: loud")

@@ -4,7 +4,7 @@ work that ends first."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -22,7 +22,6 @@ from runtime.fleet.admission import Admission
 from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Lease, Replica
 from runtime.fleet.registry import load_backend
 from runtime.http.engine_client import Upstream
-from runtime.http.exchange import DISCONNECT, RESPONSE
 from tests.support.uvicorn_thread import serve_in_thread
 
 
@@ -103,12 +102,9 @@ class SilentUpstream:
         raise AssertionError("not reached")
 
 
-def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> None:
-    # chutebox's server offers the DISCONNECT extension (runtime/http/exchange.py); EngineCall
-    # registers with it instead of reading `receive`, and unregisters when done.
+def test_a_client_leaving_ends_the_engine_call_and_gives_its_slot_back() -> None:
     async def scenario() -> tuple[list[str], EngineCall, Replica]:
         client = Client()
-        callbacks: list[Callable[[], None] | None] = []
         upstream = SilentUpstream()
         replica = Replica(0, state=ChuteState.READY, endpoint=Endpoint("http://engine", "k"))
         settings = ChuteSettings(model="m", name="m")
@@ -122,24 +118,13 @@ def test_where_the_server_tells_of_a_client_leaving_nothing_reads_receive() -> N
 
         call = EngineCall(upstream, lease, "/v1/chat/completions", b"{}",  # type: ignore[arg-type]
                           on_done=done, shutdown=ChuteSet([chute]), record=record)  # fmt: skip
-        scope = {"type": "http", "extensions": {DISCONNECT: {"watch": callbacks.append}}}
-        task = asyncio.ensure_future(call(scope, client.receive, client.send))
-        await asyncio.sleep(0.01)
-        on_lost = callbacks[0]
-        assert on_lost is not None and record.disconnected is False
-        on_lost()  # the server's connection_lost
+        task = asyncio.ensure_future(call({"type": "http"}, client.receive, client.send))
+        client.leave()
         await task  # a client gone is the end of the request, not an error
-        upstream.seen.append(
-            f"receive called {client.calls}x, watch cleared: {callbacks[-1] is None}"
-        )
         return upstream.seen, call, replica
 
     seen, call, replica = asyncio.run(scenario())
-    assert seen == [
-        "engine call cleaned up",
-        "done, 0 outstanding",
-        "receive called 0x, watch cleared: True",
-    ]
+    assert seen == ["engine call cleaned up", "done, 0 outstanding"]
     assert call.record.disconnected and replica.outstanding == 0
 
 
@@ -158,10 +143,7 @@ async def engine(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": REPLY})
 
 
-@pytest.mark.parametrize("offered", [True, False])
-def test_a_whole_reply_is_one_message_only_where_the_server_takes_one(offered: bool) -> None:
-    # `whole`: nothing between the server and the call wraps `send` without knowing the
-    # RESPONSE message; still, it goes as one only where the server's scope offers it.
+def test_a_whole_reply_is_relayed_with_its_length_and_usage() -> None:
     async def scenario(url: str) -> list[MutableMapping[str, Any]]:
         upstream = Upstream.create()
         replica = Replica(0, state=ChuteState.READY, endpoint=Endpoint(url, "k"))
@@ -169,26 +151,22 @@ def test_a_whole_reply_is_one_message_only_where_the_server_takes_one(offered: b
                       admission=Admission(4), replicas=[replica],
                       phase=ChuteState.STARTING)  # fmt: skip
         record = RequestRecord(None, None, "id", 0.0, chute="m")
-        call = EngineCall(upstream, Lease(chute), "/v1/chat/completions", b"{}", whole=True,
+        call = EngineCall(upstream, Lease(chute), "/v1/chat/completions", b"{}",
                           shutdown=ChuteSet([chute]), record=record)  # fmt: skip
         sent: list[MutableMapping[str, Any]] = []
 
         async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
-        extensions: dict[str, Any] = {RESPONSE: {}} if offered else {}
-        await call({"type": "http", "extensions": extensions}, Client().receive, send)
+        await call({"type": "http"}, Client().receive, send)
         await upstream.close()
         assert record.usage == (3, 2)
         return sent
 
     with serve_in_thread(engine) as url:
         sent = asyncio.run(scenario(url))
-    if offered:
-        assert [(m["type"], m["status"], m["body"]) for m in sent] == [(RESPONSE, 200, REPLY)]
-    else:
-        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
-        assert sent[1]["body"] == REPLY
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["body"] == REPLY
     assert (b"content-length", b"%d" % len(REPLY)) in sent[0]["headers"]
 
 
