@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test check bench bench-embeddings bench-proxy bench-routing browser
+.PHONY: install run test test-fast check bench bench-embeddings bench-proxy bench-routing browser
 
 install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed browser
 
@@ -48,10 +48,16 @@ run: $(VENV)/.installed
 test: install
 	$(VENV)/bin/pytest
 
+# No engine, no `chutebox serve` process, nothing slow: the gateway in-process against fake
+# engines, the pure modules, the protocol. A few minutes; for running often while working.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -m "not engine and not serve and not slow"
+
 check: install
 	$(VENV)/bin/ruff check runtime engines images tests bench
 	$(VENV)/bin/ruff format --check runtime engines images tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: bench-embeddings bench-proxy bench-routing
 

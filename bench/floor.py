@@ -20,8 +20,7 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime.fleet.chutes import Endpoint  # noqa: E402
-from runtime.http.engine_client import Upstream  # noqa: E402
+from runtime.http.engine_client import Endpoint, Upstream  # noqa: E402
 
 
 def relay(upstream_url: str) -> Any:

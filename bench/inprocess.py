@@ -37,8 +37,9 @@ from bench.floor import relay  # noqa: E402
 from runtime.api.app import create_app  # noqa: E402
 from runtime.config.settings import ChuteSettings, Settings  # noqa: E402
 from runtime.fleet.admission import Admission  # noqa: E402
-from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica  # noqa: E402
 from runtime.fleet.registry import load_backend  # noqa: E402
+from runtime.http.engine_client import Endpoint  # noqa: E402
 from runtime.observability.logs import configure_logging  # noqa: E402
 from tests.support.servers import free_port, stop_group, wait_for  # noqa: E402
 

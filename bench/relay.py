@@ -26,8 +26,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 from runtime.api.app import create_app  # noqa: E402
 from runtime.config.settings import ChuteSettings, Settings  # noqa: E402
 from runtime.fleet.admission import Admission  # noqa: E402
-from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica  # noqa: E402
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica  # noqa: E402
 from runtime.fleet.registry import load_backend  # noqa: E402
+from runtime.http.engine_client import Endpoint  # noqa: E402
 from runtime.observability.logs import configure_logging  # noqa: E402
 from runtime.protocol.fields import EngineFields  # noqa: E402
 from runtime.serve import DrainingServer, server_config  # noqa: E402

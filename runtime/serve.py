@@ -19,19 +19,21 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from runtime.api.app import create_app
+from runtime.config.engine_url import engine_address, in_clear_over_a_network
 from runtime.config.settings import ChuteSettings, Settings
 from runtime.errors import ConfigError
 from runtime.fleet.admission import Admission
 from runtime.fleet.backend import KEY_VARIABLES, PACKAGE_ROOT, EngineBackend, split_args
-from runtime.fleet.chutes import Chute, ChuteSet, Endpoint
+from runtime.fleet.chutes import Chute, ChuteSet
 from runtime.fleet.registry import UnknownEngineError, load_backend
+from runtime.http.engine_client import Endpoint
 from runtime.http.guard import ConnectionLimits, guarded_protocol
 from runtime.planner.host import Host
 from runtime.planner.inventory import parse_gpu_spec
 from runtime.planner.plan import Plan
 from runtime.supervision.hub import HubAccess
 from runtime.supervision.layout import cached_folder, plan_chutes
-from runtime.supervision.remote import engine_address, read_key
+from runtime.supervision.remote import read_key
 from runtime.supervision.sources import resolve_source
 from runtime.supervision.supervisor import Supervisor, SupervisorConfig
 
@@ -106,7 +108,13 @@ def remote_endpoints(settings: ChuteSettings, environ: Mapping[str, str]) -> tup
         key = read_key(settings.api_key_env, settings.api_key_path, environ)
     except ConfigError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
-    return tuple(Endpoint(engine_address(url), key) for url in settings.url)
+    ca_file = str(settings.ca_file.expanduser()) if settings.ca_file is not None else None
+    for url in settings.url:
+        if key and in_clear_over_a_network(url):
+            log.warning("chute %s: %s is plain http: its key and every prompt cross the "
+                        "network in clear; use https:// unless the network is private",
+                        settings.served_name, url)  # fmt: skip
+    return tuple(Endpoint(engine_address(url), key, ca_file) for url in settings.url)
 
 
 def plan_for_settings(

@@ -28,10 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+from runtime.config.engine_url import check_url
 from runtime.errors import ConfigError
 from runtime.planner.model import parse_params
 from runtime.planner.selector import NodeSelector
-from runtime.supervision.remote import check_url
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[^\s]+$")
@@ -44,7 +44,8 @@ class ChuteSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(
-        description="a local model folder, a local .gguf file, or a hub id (org/name)"
+        description="a local model folder, a local .gguf file, or a hub id (org/name); for an "
+        "engine at `url`, the name it serves (default: `name`)"
     )
     name: str | None = Field(
         None, description="the `model` clients send (default: the hub id, folder or file name)"
@@ -112,9 +113,15 @@ class ChuteSettings(BaseModel):
 
     url: tuple[str, ...] = Field(
         (),
-        description="an OpenAI-compatible engine chutebox does not start, http://host:port "
-        "(repeatable: one per replica); `model` is then the name that engine serves",
+        description="an OpenAI-compatible engine chutebox does not start, https://host:port "
+        "(or http:// on a private network; repeatable: one per replica); `model` is then the "
+        "name that engine serves",
         json_schema_extra={"flag": "--url"},
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) that sign the certificate of the engine at an "
+        "https `url` (default: the system's trust store, or the file SSL_CERT_FILE names)",
     )
     api_key_env: str | None = Field(
         None, description="environment variable holding the key of the engine at `url`"
@@ -137,6 +144,19 @@ class ChuteSettings(BaseModel):
         "--master-port, SGLang --dist-init-addr)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _served_model(cls, data: Any) -> Any:
+        # An engine at `url` serving the chute's own name needs it only once.
+        if isinstance(data, dict) and data.get("url") and "model" not in data and data.get("name"):
+            return {**data, "model": data["name"]}
+        return data
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _one_url(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value  # one string: one replica
+
     @field_validator("url")
     @classmethod
     def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -148,13 +168,16 @@ class ChuteSettings(BaseModel):
     def _remote_or_local(self) -> ChuteSettings:
         remote = ("api_key_env", "api_key_path")
         if not self.url:
-            given = [name for name in remote if getattr(self, name) is not None]
+            given = [name for name in (*remote, "ca_file") if getattr(self, name) is not None]
             if given:
                 raise ValueError(f"{given[0]} names the key of an engine at `url`; give url")
             return self
         if self.api_key_env is not None and self.api_key_path is not None:
             raise ValueError("give the remote engine's key as api_key_env or api_key_path, "
                              "not both")  # fmt: skip
+        if self.ca_file is not None and not all(u.startswith("https:") for u in self.url):
+            raise ValueError("ca_file verifies an engine reached over TLS: its url must be "
+                             "https://")  # fmt: skip
         started = [name for name in ("engine_args", "python", "revision", "params",
                                      "max_model_len", "node_selector")
                    if getattr(self, name)]  # fmt: skip

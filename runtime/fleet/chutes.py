@@ -23,6 +23,7 @@ from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFound
 from runtime.fleet.admission import Admission
 from runtime.fleet.backend import EngineBackend
 from runtime.fleet.routing.policy import Prompt, Router, RoutingPolicy
+from runtime.http.engine_client import Endpoint
 from runtime.planner.plan import ReplicaPlan
 from runtime.protocol.fields import EngineFields
 from runtime.protocol.rewrite import split_thinking
@@ -40,20 +41,6 @@ class ChuteState(enum.Enum):
     RESTARTING = "restarting"
     FAILED = "failed"
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a running engine listens, and the per-boot key it expects.
-
-    `address` is `http://host:port`, or `unix:/path/to/socket` for an engine on a Unix socket.
-    """
-
-    address: str
-    api_key: str
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 @dataclass

@@ -9,8 +9,11 @@ the body handed over chunk by chunk with back-pressure, and connect and read tim
 Closing a response that is not complete closes its connection: that is how an engine such as
 vLLM learns that the client went away and aborts the request.
 
-Engines are reached at `http://host:port` or, for engines on a Unix socket in chutebox's
-private folder, at `unix:/path`. Every framing HTTP/1.1 allows is read: Content-Length,
+Engines chutebox starts are reached on a Unix socket in its private folder (`unix:/path`) or
+on loopback (`http://host:port`); engines elsewhere (a chute's `url`) at `https://host:port`,
+their certificate verified against the system's trust store (OpenSSL's default paths, which
+`SSL_CERT_FILE` may name) or the chute's own CA file, or at `http://host:port` on a private
+network. Every framing HTTP/1.1 allows is read: Content-Length,
 chunked, and a body delimited by the engine closing the connection (HTTP/1.0, or neither
 header). A refused or reset connection before any reply byte raises `EngineDownError`, so the
 caller can mark the replica down and send the request elsewhere. Each engine gets at most
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -33,7 +37,6 @@ from urllib.parse import urlsplit
 import httptools
 
 from runtime.errors import EngineDownError, InvalidRequestError, UpstreamError
-from runtime.fleet.chutes import Endpoint
 
 # Past this much unread body, stop reading from the engine until the client catches up.
 HIGH_WATER = 1 << 20
@@ -42,6 +45,24 @@ HIGH_WATER = 1 << 20
 IDLE_REUSE = 4.0
 # Statuses whose replies never have a body (RFC 9112 §6.3), whatever their headers say.
 NO_BODY = frozenset({204, 304})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running engine listens, the per-boot key it expects, and for an engine reached
+    over TLS, the CA certificates that sign its certificate (None: the system's trust store,
+    or the file SSL_CERT_FILE names).
+
+    `address` is `http://host:port` or `https://host:port`, or `unix:/path/to/socket` for an
+    engine on a Unix socket.
+    """
+
+    address: str
+    api_key: str
+    ca_file: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 class UpstreamBroken(Exception):
@@ -298,10 +319,11 @@ class _Pool:
     or closed: a burst cannot open thousands of sockets to one engine.
     """
 
-    def __init__(self, address: str, limit: int) -> None:
+    def __init__(self, address: str, limit: int, tls: ssl.SSLContext | None = None) -> None:
         self.address = address
         # (host or socket path, port or None): parsed once, refusing a bad address early.
         self.target = _parse(address)[:2]
+        self.tls = tls
         self.limit = limit
         self.idle: list[_Connection] = []
         self.open: set[_Connection] = set()
@@ -361,8 +383,11 @@ class Upstream:
 
     def __init__(self, timeouts: UpstreamTimeouts) -> None:
         self.timeouts = timeouts
-        self._pools: dict[str, _Pool] = {}
+        # By address and CA file: a connection verified against one chute's CA is never
+        # lent to a chute that trusts another.
+        self._pools: dict[tuple[str, str | None], _Pool] = {}
         self._heads: dict[Endpoint, bytes] = {}
+        self._tls: dict[str | None, ssl.SSLContext] = {}
 
     @classmethod
     def create(cls, timeouts: UpstreamTimeouts | None = None) -> Upstream:
@@ -374,8 +399,7 @@ class Upstream:
         self._pools.clear()
 
     def open_connections(self, address: str) -> int:
-        pool = self._pools.get(address)
-        return len(pool.open) if pool else 0
+        return sum(len(pool.open) for (at, _), pool in self._pools.items() if at == address)
 
     async def send(
         self,
@@ -391,7 +415,7 @@ class Upstream:
         a byte of the reply: nothing was answered, so the request may go elsewhere.
         """
         request = self._request(endpoint, method, path, body, headers)
-        pool = self._pool(endpoint.address)
+        pool = self._pool(endpoint)
         connection, reused = await self._acquire(pool)
         try:
             return await self._exchange(connection, request)
@@ -463,11 +487,24 @@ class Upstream:
             head = self._heads[endpoint] = b"".join(lines)
         return head
 
-    def _pool(self, address: str) -> _Pool:
-        pool = self._pools.get(address)
+    def _pool(self, endpoint: Endpoint) -> _Pool:
+        key = (endpoint.address, endpoint.ca_file)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[address] = _Pool(address, self.timeouts.max_connections)
+            tls = self._context(endpoint.ca_file) if _parse(endpoint.address)[3] else None
+            pool = self._pools[key] = _Pool(endpoint.address, self.timeouts.max_connections, tls)
         return pool
+
+    def _context(self, ca_file: str | None) -> ssl.SSLContext:
+        """A client context verifying certificates and host names, one per CA file."""
+        context = self._tls.get(ca_file)
+        if context is None:
+            try:
+                context = ssl.create_default_context(cafile=ca_file)
+            except OSError as exc:  # the file is gone or not certificates
+                raise UpstreamError(f"CA file {ca_file}: {exc.strerror or exc}") from exc
+            self._tls[ca_file] = context
+        return context
 
     async def _acquire(self, pool: _Pool, fresh: bool = False) -> tuple[_Connection, bool]:
         while True:
@@ -487,12 +524,20 @@ class Upstream:
             if port is None:
                 opening = loop.create_unix_connection(lambda: _Connection(pool), host_or_path)
             else:
-                opening = loop.create_connection(lambda: _Connection(pool), host_or_path, port)
+                opening = loop.create_connection(lambda: _Connection(pool), host_or_path, port,
+                                                 ssl=pool.tls)  # fmt: skip
             _, protocol = await asyncio.wait_for(opening, self.timeouts.connect)
         except TimeoutError as exc:
             raise UpstreamError(
                 f"the engine did not accept a connection in {self.timeouts.connect:g}s"
             ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            # Not the engine the chute names (or its CA is not the one given): never sent to.
+            raise EngineDownError(
+                f"the engine's certificate was refused ({exc.verify_message})"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise EngineDownError(f"no TLS session with the engine ({exc.reason})") from exc
         except OSError as exc:
             # Refused, reset, or the socket file gone: the engine is not there.
             reason = exc.strerror or type(exc).__name__
@@ -515,18 +560,20 @@ def _header_line(name: str, value: str) -> bytes:
     return f"{name}: {value}\r\n".encode("latin-1")
 
 
-def _parse(address: str) -> tuple[str, int | None, bytes]:
-    """(host or socket path, port or None for a socket, Host header) of an engine address."""
+def _parse(address: str) -> tuple[str, int | None, bytes, bool]:
+    """(host or socket path, port or None for a socket, Host header, over TLS) of an engine
+    address."""
     if address.startswith("unix:"):
         path = address.removeprefix("unix:")
         if not path:
             raise UpstreamError(f"no socket path in engine address {address!r}")
-        return path, None, b"localhost"
+        return path, None, b"localhost", False
     parts = urlsplit(address)
-    if parts.scheme != "http" or not parts.hostname:
-        raise UpstreamError(f"engines are reached over plain http or unix:, not {address}")
-    port = parts.port or 80
-    return parts.hostname, port, f"{parts.hostname}:{port}".encode()
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpstreamError(f"engines are reached over http, https or unix:, not {address}")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    return parts.hostname, port, f"{parts.hostname}:{port}".encode(), tls
 
 
 def _expire(ready: asyncio.Future[None], seconds: float) -> None:

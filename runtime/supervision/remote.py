@@ -18,35 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from runtime.errors import ConfigError
 
 log = logging.getLogger("chutebox.supervisor")
-
-
-def check_url(url: str) -> None:
-    """ValueError naming what is wrong with an engine URL (pydantic reports it)."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(
-            f"{url!r}: engines are reached over plain http://host:port (https is not "
-            "supported: keep the engine on a private network, as the gateway's own)"
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
-    if not parts.hostname or port == 0:
-        raise ValueError(f"{url!r}: write http://host:port")
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        raise ValueError(f"{url!r}: give the server's root, without a path (chutebox adds /v1/...)")
-
-
-def engine_address(url: str) -> str:
-    """The address the upstream client dials: scheme, host and port only."""
-    parts = urlsplit(url)
-    return f"http://{parts.netloc}"
 
 
 def read_key(env_name: str | None, path: Path | None, environ: Mapping[str, str]) -> str:

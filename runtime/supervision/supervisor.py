@@ -32,9 +32,9 @@ from typing import Any
 
 from runtime.errors import ConfigError
 from runtime.fleet.backend import Device, LaunchRequest, LaunchSpec, split_args
-from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica
 from runtime.fleet.routing.policy import RoutingPolicy
-from runtime.http.engine_client import Upstream
+from runtime.http.engine_client import Endpoint, Upstream
 from runtime.planner.host import Host
 from runtime.planner.plan import ReplicaPlan
 from runtime.protocol.fields import EngineFields

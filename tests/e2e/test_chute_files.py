@@ -21,7 +21,7 @@ from tests.e2e.conftest import API_KEY
 from tests.support.servers import ROOT, Served, chutebox_serve, free_port
 from tests.support.tiny_diffusion import build_tiny_pipeline
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SDK_PYTHON = ROOT / ".venv-chutes" / "bin" / "python"
 

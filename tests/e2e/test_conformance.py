@@ -24,7 +24,7 @@ from tests.support.servers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 OPENAI_SPEC = ROOT.parent / "shared" / "openai-openapi.yaml"
 ENGINE_KEY = "vllm-own-key"
 

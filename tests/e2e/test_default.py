@@ -12,7 +12,7 @@ import pytest
 from tests.support.kit import run_kit, statuses
 from tests.support.servers import chutebox_serve, free_port
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 
 
 def test_the_embedded_default_answers(tmp_path: Path) -> None:

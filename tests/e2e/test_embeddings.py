@@ -20,7 +20,7 @@ from tests.e2e.conftest import API_KEY
 from tests.support.kit import run_kit, statuses
 from tests.support.servers import ROOT, Served, chutebox_serve
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 
 SENTENCES = [f"Sentence number {i} is about {topic}." for i, topic in
              enumerate(["Paris", "the weather", "music", "rivers", "code"] * 20)]  # fmt: skip

@@ -20,7 +20,7 @@ from tests.support.kit import run_kit, statuses
 from tests.support.servers import Served, chutebox_serve
 from tests.support.tiny_diffusion import build_tiny_pipeline
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 SMALL = {"prompt": "a red cat", "width": 128, "height": 128, "num_inference_steps": 2}
 
 

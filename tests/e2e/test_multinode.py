@@ -24,7 +24,7 @@ from tests.support.servers import (
     stop_group,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 KEY = "cpk_multinode"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 CHAT = {"model": "tiny-2n", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}

@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
+import trustme
 
+from engines.fake import FakeEngine
 from tests.support.servers import (
     chutebox_serve,
     eventually,
@@ -17,6 +20,9 @@ from tests.support.servers import (
     ready_of,
     refusing_address,
 )
+from tests.support.uvicorn_thread import serve_in_thread
+
+pytestmark = pytest.mark.serve
 
 KEY = "cpk_remote_test"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -180,3 +186,35 @@ def test_a_remote_sglang_request_is_aborted_by_its_id_when_the_client_leaves(
             return invocation in stats["aborted"]
 
         assert eventually(aborted, 10), "no /abort_request with the request's rid reached it"
+
+
+def test_a_remote_engine_over_https_is_verified_with_the_chutes_ca(tmp_path: Path) -> None:
+    # One url string, no `model` (the engine serves the chute's name), a CA made here.
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    engine = FakeEngine("tiny", "engine-key", "fake").app()
+    with serve_in_thread(engine, ssl_certfile=str(tmp_path / "cert.pem"),
+                         ssl_keyfile=str(tmp_path / "key.pem")) as url:  # fmt: skip
+        config = tmp_path / "chutes.toml"
+        config.write_text(
+            f'[[chutes]]\nname = "tiny"\nurl = "{url}"\napi_key_env = "TINY_ENGINE_KEY"\n'
+            f'ca_file = "{tmp_path / "ca.pem"}"\n'
+            f'[[chutes]]\nname = "untrusted"\nmodel = "tiny"\nurl = "{url}"\n'
+            'api_key_env = "TINY_ENGINE_KEY"\n'
+        )
+        env = {"CHUTEBOX_API_KEYS": KEY, "TINY_ENGINE_KEY": "engine-key"}
+        with chutebox_serve(["--config", str(config)], tmp_path / "gw.log", env=env,
+                            ready_path="/health") as served:  # fmt: skip
+            base = served.base_url
+            assert eventually(lambda: ready_of(base)["chutes"]["tiny"]["state"] == "ready")
+            reply = httpx.post(base + "/v1/chat/completions", json=CHAT, headers=HEADERS)
+            assert reply.status_code == 200, reply.text
+            # The system's trust store does not know the test's CA: never ready, and why.
+            untrusted = ready_of(base)["chutes"]["untrusted"]["replicas"][0]
+            assert "certificate was refused" in (untrusted.get("detail") or ""), untrusted
+            refused = httpx.post(base + "/v1/chat/completions", headers=HEADERS,
+                                 json={**CHAT, "model": "untrusted"})  # fmt: skip
+            assert refused.status_code == 503, refused.text

@@ -19,7 +19,7 @@ from tests.e2e.conftest import API_KEY
 from tests.support.servers import Served, chutebox_serve, engine_pids, wait_replicas_ready
 from tests.support.tiny_llama import CORPUS
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from tests.support.servers import Served, chutebox_serve
 from tests.support.tiny_cross_encoder import build_tiny_cross_encoder
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 
 KEY = "rerank-key"
 QUERY = "what is the capital of france"

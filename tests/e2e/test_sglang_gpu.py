@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.conftest import API_KEY
 from tests.support.servers import chutebox_serve
 
-pytestmark = [pytest.mark.gpu, pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.gpu, pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 
 
 def test_sglang_serves_chat_through_chutebox(tiny_model: Path, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from engines.vllm import VLLMBackend
 from runtime.api.app import create_app
 from runtime.config.settings import ChuteSettings, Settings
 from runtime.fleet.admission import Admission
-from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Replica
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica
+from runtime.http.engine_client import Endpoint
 from runtime.http.guard import ConnectionLimits, guarded_protocol
 from runtime.protocol.fields import EngineFields
 from tests.support.servers import fake_engine

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.fleet.chutes import ChuteState, Endpoint
+from runtime.fleet.chutes import ChuteState
+from runtime.http.engine_client import Endpoint
 from tests.gateway.conftest import KEYS, Gateway, GatewayFactory, post_while_a_slot_is_held
 
 USER = [{"role": "user", "content": "hi"}]

@@ -3,7 +3,8 @@ ready replica, and a 503 with Retry-After (never a 502) when none is left."""
 
 from __future__ import annotations
 
-from runtime.fleet.chutes import ChuteState, Endpoint, Replica
+from runtime.fleet.chutes import ChuteState, Replica
+from runtime.http.engine_client import Endpoint
 from tests.gateway.conftest import GatewayFactory
 from tests.support.servers import refusing_address
 

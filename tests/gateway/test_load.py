@@ -55,6 +55,7 @@ def usage(pid: int) -> tuple[int, int]:
     return fds, rss
 
 
+@pytest.mark.serve
 def test_load_far_above_the_limit_leaves_nothing_behind(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--api-key", "k",
             "--concurrency", str(LIMIT), "--no-access-log"]  # fmt: skip

@@ -103,6 +103,7 @@ CHECKS = ",".join([
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_schemathesis_finds_nothing_against_the_running_gateway(tmp_path: Path) -> None:
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     assert st, "schemathesis is a dev dependency: pip install -e '.[dev]'"

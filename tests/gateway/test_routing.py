@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from runtime.fleet.chutes import Chute, ChuteState, Endpoint, Replica
+from runtime.fleet.chutes import Chute, ChuteState, Replica
 from runtime.fleet.routing.policy import Router, RoutingPolicy
+from runtime.http.engine_client import Endpoint
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.support.kv_events import batch as kv_batch
 from tests.support.kv_events import stored

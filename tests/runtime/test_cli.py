@@ -23,8 +23,10 @@ from tests.support.servers import (
     Served,
     chutebox_serve,
     engine_pids,
+    eventually,
     group_alive,
     pid_alive,
+    ready_of,
     wait_replicas_ready,
 )
 from tests.support.uvicorn_thread import serve_in_thread
@@ -79,6 +81,7 @@ def test_config_errors_exit_2_before_anything_starts(args: list[str], message: s
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.serve
 def test_generated_key_is_printed_and_required(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny"]
     with chutebox_serve(args, tmp_path / "log") as served:
@@ -91,6 +94,7 @@ def test_generated_key_is_printed_and_required(tmp_path: Path) -> None:
         assert httpx.post(url, json=chat, headers={"X-API-Key": key}).status_code == 200
 
 
+@pytest.mark.serve
 def test_no_auth_opts_out(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
     with chutebox_serve(args, tmp_path / "log") as served:
@@ -105,6 +109,7 @@ def hub() -> Iterator[tuple[FakeHub, str]]:
         yield fake, base_url
 
 
+@pytest.mark.serve
 def test_hub_models_are_fetched_before_the_engine_starts(
     tmp_path: Path, hub: tuple[FakeHub, str]
 ) -> None:
@@ -118,6 +123,7 @@ def test_hub_models_are_fetched_before_the_engine_starts(
     assert card["root"] == str(snapshot)
 
 
+@pytest.mark.serve
 def test_sigterm_leaves_no_engine_behind(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
     with chutebox_serve(args, tmp_path / "log") as served:
@@ -129,6 +135,7 @@ def test_sigterm_leaves_no_engine_behind(tmp_path: Path) -> None:
     assert not group_alive(pids[0])
 
 
+@pytest.mark.serve
 def test_sigterm_drains_in_flight_requests_before_stopping(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth",
             "--shutdown-timeout", "20", "--log-format", "json"]  # fmt: skip
@@ -137,9 +144,10 @@ def test_sigterm_drains_in_flight_requests_before_stopping(tmp_path: Path) -> No
         url = served.base_url + "/v1/chat/completions"
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(httpx.post, url, json=slow, timeout=30)
-            time.sleep(0.5)  # the request has reached the engine
+            tiny = lambda: ready_of(served.base_url)["chutes"]["tiny"]  # noqa: E731
+            assert eventually(lambda: tiny()["replicas"][0]["outstanding"] == 1)  # at the engine
             served.proc.terminate()
-            time.sleep(0.3)
+            assert eventually(lambda: ready_of(served.base_url)["code"] == 503)  # draining
             ready = httpx.get(served.base_url + "/ready")
             refused = httpx.post(url, json={**slow, "fake_delay": 0})
             finished = in_flight.result()
@@ -157,6 +165,7 @@ def test_sigterm_drains_in_flight_requests_before_stopping(tmp_path: Path) -> No
     assert statuses >= {200, 503}
 
 
+@pytest.mark.serve
 def test_ctrl_c_drains_like_sigterm_and_ends_without_a_traceback(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
     with chutebox_serve(args, tmp_path / "log") as served:
@@ -170,6 +179,7 @@ def test_ctrl_c_drains_like_sigterm_and_ends_without_a_traceback(tmp_path: Path)
     assert not group_alive(pids[0])
 
 
+@pytest.mark.serve
 def test_a_second_ctrl_c_skips_the_wait_for_requests_in_flight(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth",
             "--shutdown-timeout", "60"]  # fmt: skip
@@ -254,6 +264,7 @@ def test_plan_refusals_exit_2(tmp_path: Path) -> None:
     assert typo.returncode == 2 and "did you mean 'gpu_count'" in typo.stderr
 
 
+@pytest.mark.serve
 def test_replicas_share_the_load(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth",
             "--replicas", "2"]  # fmt: skip
@@ -297,6 +308,7 @@ def test_an_sglang_chute_file_goes_as_far_as_launching(tmp_path: Path) -> None:
     assert "engine sglang" in served.stderr and "cannot import sglang" in served.stderr
 
 
+@pytest.mark.serve
 def test_engines_die_with_a_killed_chutebox(tmp_path: Path) -> None:
     args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny", "--no-auth"]
     with chutebox_serve(args, tmp_path / "log") as served:

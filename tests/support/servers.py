@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from runtime.fleet.chutes import Endpoint
+from runtime.http.engine_client import Endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

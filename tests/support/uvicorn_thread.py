@@ -15,11 +15,12 @@ from tests.support.servers import free_port
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp, http: Any = "auto") -> Iterator[str]:
-    """`http`: uvicorn's HTTP protocol, by name or class (the gateway's: runtime.http.guard)."""
+def serve_in_thread(app: ASGIApp, http: Any = "auto", **options: Any) -> Iterator[str]:
+    """`http`: uvicorn's HTTP protocol, by name or class (the gateway's: runtime.http.guard);
+    `options`: more of uvicorn's (`ssl_certfile` and `ssl_keyfile` serve https)."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            http=http)  # fmt: skip
+                            http=http, **options)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -29,7 +30,8 @@ def serve_in_thread(app: ASGIApp, http: Any = "auto") -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(20)

@@ -22,10 +22,11 @@ from runtime.api.route_table import ENGINE_OPERATIONS
 from runtime.api.state import Gateway, Limits, read_body
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fleet.backend import RESPONSES, AbortCall
-from runtime.fleet.chutes import Chute, Endpoint, Lease
+from runtime.fleet.chutes import Chute, Lease
 from runtime.fleet.routing.exact import TIMEOUT, read_tokens, tokenize_body
 from runtime.fleet.routing.policy import Prompt
 from runtime.fleet.stored import Holder
+from runtime.http.engine_client import Endpoint
 from runtime.protocol import fastjson
 from runtime.protocol.fields import openai_fields, screen
 from runtime.protocol.rewrite import rewrite_request, wants_thinking

@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import EngineDownError, InvalidRequestError, UpstreamError
-from runtime.fleet.chutes import Endpoint
-from runtime.http.engine_client import HIGH_WATER, Upstream, UpstreamBroken, UpstreamTimeouts
+from runtime.http.engine_client import (
+    HIGH_WATER,
+    Endpoint,
+    Upstream,
+    UpstreamBroken,
+    UpstreamTimeouts,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

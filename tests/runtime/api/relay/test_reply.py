@@ -19,9 +19,9 @@ from runtime.api.relay.reply import (
 )
 from runtime.config.settings import ChuteSettings
 from runtime.fleet.admission import Admission
-from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Endpoint, Lease, Replica
+from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Lease, Replica
 from runtime.fleet.registry import load_backend
-from runtime.http.engine_client import Upstream
+from runtime.http.engine_client import Endpoint, Upstream
 from tests.support.uvicorn_thread import serve_in_thread
 
 
