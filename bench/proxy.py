@@ -1,7 +1,7 @@
 """What a gateway costs: a fast upstream called directly, through chutebox, through LiteLLM.
 
-    python bench/proxy.py [--duration 10] [--pairs 7] [--no-litellm] [--no-vllm-router]
-        [--no-vllm] [--profile]
+    python bench/proxy.py [--duration 10] [--no-litellm] [--no-vllm-router] [--no-vllm]
+        [--profile]
 
 Servers run pinned to core 1 (taskset), the load generator (wrk) and this script on core 0.
 One run measures, side by side (with `bench/floor.py`, a bare relay on the same server and
@@ -15,10 +15,12 @@ tiny vLLM engine,
 directly and through chutebox (vLLM on core 1, the gateway beside the load generator on core 0:
 vLLM's CPU build keeps its own core busy). chutebox runs its real request path
 (`bench/relay.py`): auth, admission, validation, routing, usage accounting, metrics and the
-access log all on. Then `--pairs` back-to-back c=64 runs of the minimal relay and chutebox,
-whose median ratio the target is checked on. Prints a table with ratios against direct,
-checks the issue's targets, and writes bench/results/proxy.json. `--profile` adds where each
-relay's CPU goes (bench/breakdown.py).
+access log all on. Prints a table with ratios against direct, checks the budgets (chutebox's
+CPU per relayed request, and the first byte of a paced stream over direct's, both from this
+run), and writes bench/results/proxy.json: `{"rows": {NAME: {"cpu_per_request_ms",
+"c1_p50_ms", "c64_rps", "paced_ttfb_ms", ...}}, "budgets": [...]}`. Budgets guard against
+regressions; they are not targets to chase. `--profile` adds where each relay's CPU goes
+(bench/breakdown.py).
 """
 
 from __future__ import annotations
@@ -177,23 +179,6 @@ def measure(server: Server, duration: float, stream_runs: int, body: dict[str, A
         print(f"  {server.name} stream: {server.results['stream']}", flush=True)
 
 
-def paired(floor: Server, chutebox: Server, pairs: int, seconds: float) -> dict[str, Any]:
-    """c=64 req/s of chutebox over the minimal relay's, from `pairs` back-to-back runs of
-    each: on a shared machine the load drifts over a bench's minutes, and a ratio of two runs
-    taken minutes apart carries that drift; the median over adjacent pairs does not."""
-    ratios = []
-    for _ in range(pairs):
-        a, b = wrk(floor, 64, seconds, CHAT), wrk(chutebox, 64, seconds, CHAT)
-        ratios.append(b["rps"] / a["rps"])
-    result = {"ratios": [round(r, 3) for r in ratios], "median": statistics.median(ratios)}
-    print(
-        f"  chutebox / minimal relay at c=64, {pairs} pairs of {seconds:g} s: "
-        f"{' '.join(f'{r:.2f}' for r in ratios)} (median {result['median']:.2f})",
-        flush=True,
-    )
-    return result
-
-
 def fmt_run(run: dict[str, Any]) -> str:
     return (f"{run['rps']:.0f} req/s, p50 {run['p50_us'] / 1000:.2f} ms, "
             f"p99 {run['p99_us'] / 1000:.2f} ms, {run['cpu_ms_per_request']:.3f} ms CPU/req, "
@@ -321,42 +306,46 @@ def table(rows: list[Server]) -> str:
     return "\n".join(lines)
 
 
-def targets(
-    direct: Server, floor: Server, chutebox: Server, litellm: Server | None
-) -> list[tuple[str, bool, str]]:
+# Gateway CPU per relayed request at c=64, and the first byte of a paced stream over direct's.
+CPU_BUDGET_MS = 0.15
+FIRST_BYTE_BUDGET_MS = 0.5
+
+
+def budgets(direct: Server, chutebox: Server) -> list[tuple[str, bool, str]]:
     d, c = direct.results, chutebox.results
-    of_floor = c["paired"]["median"]
-    added_p50 = (c["c1"]["p50_us"] - d["c1"]["p50_us"]) / 1000
-    added_p99 = (c["c1"]["p99_us"] - d["c1"]["p99_us"]) / 1000
-    stream_ratio = c["stream"]["total_ms"] / d["stream"]["total_ms"]
-    ttfb_added = c["stream"]["paced_ttfb_ms"] - d["stream"]["paced_ttfb_ms"]
-    burst_added = c["stream"]["ttfb_ms"] - d["stream"]["ttfb_ms"]
-    checks = [
-        ("added latency c=1 p50 ≤ 0.5 ms", added_p50 <= 0.5, f"{added_p50:.2f} ms"),
-        ("added latency c=1 p99 ≤ 1 ms", added_p99 <= 1.0, f"{added_p99:.2f} ms"),
-        ("≥ 2,500 req/s at c=64", c["c64"]["rps"] >= 2500, f"{c['c64']['rps']:.0f}"),
-        ("c=32 p99 ≤ 3× its p50", c["c32"]["p99_us"] <= 3 * c["c32"]["p50_us"],
-         f"{c['c32']['p99_us'] / c['c32']['p50_us']:.2f}×"),
-        ("1,000-chunk stream ≤ 1.1× direct", stream_ratio <= 1.1, f"{stream_ratio:.2f}×"),
-        ("gateway CPU ≤ 20 µs per event", c["stream"]["cpu_us_per_event"] <= 20,
-         f"{c['stream']['cpu_us_per_event']:.1f} µs"),
-        ("added time to first byte ≤ 0.5 ms (paced stream)", ttfb_added <= 0.5,
-         f"{ttfb_added:.2f} ms (in the burst: {burst_added:.2f} ms)"),
-        ("c=64 req/s ≥ 0.75× the minimal relay's (median of paired runs)", of_floor >= 0.75,
-         f"{of_floor:.2f}×"),
+    cpu = c["c64"]["cpu_ms_per_request"]
+    added = c["stream"]["paced_ttfb_ms"] - d["stream"]["paced_ttfb_ms"]
+    burst = c["stream"]["ttfb_ms"] - d["stream"]["ttfb_ms"]
+    return [
+        (f"gateway CPU ≤ {CPU_BUDGET_MS} ms per relayed request (c=64)", cpu <= CPU_BUDGET_MS,
+         f"{cpu:.3f} ms"),
+        (f"first byte ≤ {FIRST_BYTE_BUDGET_MS} ms over direct (paced stream)",
+         added <= FIRST_BYTE_BUDGET_MS, f"+{added:.2f} ms (in the burst: +{burst:.2f} ms)"),
     ]  # fmt: skip
-    if litellm is not None:
-        times = c["c64"]["rps"] / litellm.results["c64"]["rps"]
-        checks.append(("≥ 30× LiteLLM's req/s at c=64", times >= 30, f"{times:.0f}×"))
-    return checks
+
+
+def row(server: Server) -> dict[str, Any]:
+    """One server's numbers, as proxy.json's rows carry them."""
+    r = server.results
+    out: dict[str, Any] = {
+        "cpu_per_request_ms": r["c64"]["cpu_ms_per_request"],
+        "c1_p50_ms": r["c1"]["p50_us"] / 1000,
+        "c1_p99_ms": r["c1"]["p99_us"] / 1000,
+        "c64_rps": r["c64"]["rps"],
+        "c64_p99_ms": r["c64"]["p99_us"] / 1000,
+    }
+    if "stream" in r:
+        out |= {"paced_ttfb_ms": r["stream"]["paced_ttfb_ms"],
+                "burst_ttfb_ms": r["stream"]["ttfb_ms"],
+                "stream_total_ms": r["stream"]["total_ms"],
+                "cpu_us_per_event": r["stream"]["cpu_us_per_event"]}  # fmt: skip
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--stream-runs", type=int, default=30)
-    parser.add_argument("--pairs", type=int, default=7,
-                        help="back-to-back c=64 runs, minimal relay and chutebox")  # fmt: skip
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-vllm", action="store_true")
     parser.add_argument("--no-vllm-router", action="store_true")
@@ -390,15 +379,14 @@ def main() -> None:
         for server in rows:
             print(f"measuring {server.name}", flush=True)
             measure(server, args.duration, args.stream_runs, CHAT)
-        chutebox.results["paired"] = paired(floor, chutebox, args.pairs, 2)
         if args.profile:
             report["profile"] = profile(args.duration, servers)
         print("\n" + table(rows) + "\n")
-        checks = targets(upstream, floor, chutebox, litellm)
+        checks = budgets(upstream, chutebox)
         for name, ok, seen in checks:
-            print(f"  {'MET ' if ok else 'MISS'} {name}: {seen}")
-        report["fake_upstream"] = {s.name: s.results for s in rows}
-        report["targets"] = [{"target": n, "met": ok, "seen": s} for n, ok, s in checks]
+            print(f"  {'within' if ok else 'OVER  '} {name}: {seen}")
+        report["rows"] = {s.name: row(s) for s in rows}
+        report["budgets"] = [{"budget": n, "within": ok, "seen": s} for n, ok, s in checks]
         if not args.no_vllm:
             report["vllm"] = vllm_rows(args.duration, servers)
         (RESULTS / "proxy.json").write_text(json.dumps(report, indent=2))
