@@ -23,7 +23,7 @@ from runtime.api.middleware.observe import ObserveMiddleware, Observer
 from runtime.api.record import record_of
 from runtime.api.route_table import OPERATIONS, exact_table, without_page
 from runtime.api.routes import build_routes
-from runtime.api.state import Gateway, Limits
+from runtime.api.state import AppState, Limits
 from runtime.config.settings import Settings
 from runtime.errors import ChuteboxError, MethodNotAllowedError, NotFoundError
 from runtime.fleet.chutes import ChuteSet
@@ -105,7 +105,7 @@ def create_app(
         upstream = Upstream.create(timeouts)
         if supervisor is not None:
             await supervisor.start(upstream)
-        gateway = Gateway(
+        gateway = AppState(
             chutes=chutes,
             upstream=upstream,
             rules=rules_from(settings),

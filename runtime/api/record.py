@@ -20,7 +20,7 @@ from runtime.observability.usage import Usage
 
 if TYPE_CHECKING:
     from runtime.api.operation import Operation
-    from runtime.api.state import Gateway
+    from runtime.api.state import AppState
 
 RECORD = "chutebox.request"
 
@@ -29,7 +29,7 @@ RECORD = "chutebox.request"
 class RequestRecord:
     """What one request is and what became of it."""
 
-    gateway: Gateway | None
+    gateway: AppState | None
     operation: Operation | None
     invocation_id: str
     started: float

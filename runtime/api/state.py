@@ -1,4 +1,5 @@
-"""What route handlers need, bundled once per app: settings-derived rules, chutes, client."""
+"""The app's lifespan state: what route handlers need, bundled once per app (settings-derived
+rules, the chutes, the engine client), and reading a request's body within its limit."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Gateway:
+class AppState:
+    """What the app's lifespan made, shared by every request (`request.state.gateway`)."""
+
     chutes: ChuteSet
     upstream: Upstream
     rules: RewriteRules
@@ -48,8 +51,8 @@ class Gateway:
     operations: tuple[Operation, ...] = ()
 
 
-def gateway_of(request: Request) -> Gateway:
-    gateway: Gateway = request.state.gateway
+def gateway_of(request: Request) -> AppState:
+    gateway: AppState = request.state.gateway
     return gateway
 
 

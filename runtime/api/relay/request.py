@@ -19,7 +19,7 @@ from runtime.api.operation import Operation, Rewrite, Target, served_paths
 from runtime.api.record import RequestRecord, record_of
 from runtime.api.relay.reply import EngineCall
 from runtime.api.route_table import ENGINE_OPERATIONS
-from runtime.api.state import Gateway, Limits, read_body
+from runtime.api.state import AppState, Limits, read_body
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fleet.backend import RESPONSES, AbortCall
 from runtime.fleet.chutes import Chute, Lease
@@ -71,7 +71,7 @@ def unsupported(chute: Chute, op: Operation) -> InvalidRequestError:
     )
 
 
-def open_gateway(record: RequestRecord) -> Gateway:
+def open_gateway(record: RequestRecord) -> AppState:
     """The gateway the request came to, refusing it (503) while the gateway drains."""
     gateway = record.gateway
     assert gateway is not None, "the app's lifespan has not run"
@@ -169,7 +169,7 @@ log = logging.getLogger("chutebox.routing")
 Refine = Callable[[Prompt], Awaitable[Prompt]]
 
 
-def engine_tokens(gateway: Gateway, chute: Chute, body: dict[str, Any], capability: str) -> Refine:
+def engine_tokens(gateway: AppState, chute: Chute, body: dict[str, Any], capability: str) -> Refine:
     """Adds to a prompt the engine's token ids of the rewritten body, for matching the
     engines' KV-cache events (kept as it is when they cannot be had)."""
 
@@ -189,7 +189,7 @@ def engine_tokens(gateway: Gateway, chute: Chute, body: dict[str, Any], capabili
     return refine
 
 
-async def _tokenize(gateway: Gateway, endpoint: Endpoint, request: bytes) -> list[int] | None:
+async def _tokenize(gateway: AppState, endpoint: Endpoint, request: bytes) -> list[int] | None:
     response = await gateway.upstream.send(endpoint, "POST", "/tokenize", request)
     try:
         reply = await response.read()
@@ -223,7 +223,7 @@ async def admit(
         raise
 
 
-def _remember(gateway: Gateway, chute: Chute, lease: Lease) -> Callable[[bytes], None]:
+def _remember(gateway: AppState, chute: Chute, lease: Lease) -> Callable[[bytes], None]:
     def remember(data: bytes) -> None:
         gateway.stored.remember(data, Holder(chute.name, lease.replica.index))
 
@@ -231,7 +231,7 @@ def _remember(gateway: Gateway, chute: Chute, lease: Lease) -> Callable[[bytes],
 
 
 def _call(
-    gateway: Gateway,
+    gateway: AppState,
     record: RequestRecord,
     lease: Lease,
     op: Operation,
