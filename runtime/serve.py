@@ -19,12 +19,14 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from runtime.api.app import create_app
+from runtime.chute_files.custom import describe
 from runtime.config.engine_url import engine_address, in_clear_over_a_network
 from runtime.config.settings import ChuteSettings, Settings
 from runtime.errors import ConfigError
 from runtime.fleet.admission import Admission
-from runtime.fleet.backend import KEY_VARIABLES, PACKAGE_ROOT, EngineBackend, split_args
+from runtime.fleet.backend import CORDS, KEY_VARIABLES, PACKAGE_ROOT, EngineBackend, split_args
 from runtime.fleet.chutes import Chute, ChuteSet
+from runtime.fleet.cords import chute_attr
 from runtime.fleet.registry import UnknownEngineError, load_backend
 from runtime.http.engine_client import Endpoint
 from runtime.http.guard import ConnectionLimits, guarded_protocol
@@ -99,7 +101,12 @@ def build_chute(
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
     if check_engine:
         check_importable(settings, backend)
-    return Chute(settings=settings, backend=backend, admission=admission)
+    code = None
+    if check_engine and CORDS in backend.capabilities:
+        # What the gateway routes by, from the chute's own interpreter.
+        code = describe(Path(settings.model), chute_attr(split_args(settings.engine_args)),
+                        settings.python)  # fmt: skip
+    return Chute(settings=settings, backend=backend, admission=admission, code=code)
 
 
 def remote_endpoints(settings: ChuteSettings, environ: Mapping[str, str]) -> tuple[Endpoint, ...]:

@@ -16,8 +16,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from runtime.api.envelope import error_response
+from runtime.api.handlers.cords import cord_routes
 from runtime.api.handlers.openapi import openapi_route
 from runtime.api.middleware.auth import AuthMiddleware, KeyCheck, public_routes
+from runtime.api.middleware.chute_host import ChuteHostMiddleware
 from runtime.api.middleware.invocation import InvocationMiddleware
 from runtime.api.middleware.observe import ObserveMiddleware, Observer
 from runtime.api.record import record_of
@@ -133,11 +135,15 @@ def create_app(
     routes: list[BaseRoute] = [*build_routes(operations), document]
     if metrics is not None:
         routes.append(metrics_route(metrics))
+    routes += cord_routes(chutes, taken={r.path for r in routes if isinstance(r, Route)})
     observer = Observer(metrics, access_log, traffic)
     middleware = [
         Middleware(ObserveMiddleware, observer=observer, operations=exact_table(operations)),
         Middleware(InvocationMiddleware),
     ]
+    hosts = {f"{c.code.username}-{c.name}".lower(): c.name for c in chutes if c.code is not None}
+    if hosts:  # outermost: every layer sees the chute's `/chutes/...` path
+        middleware.insert(0, Middleware(ChuteHostMiddleware, hosts=hosts))
     if settings.cors_origins:
         middleware.append(cors_middleware(settings.cors_origins))
     if api_keys:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.chute_files.custom import chute_file, describe, is_template_file
 from runtime.chute_files.record import (
     TemplateCall,
     call_for,
@@ -30,8 +31,9 @@ TEMPLATES = {
     "embedding": ("chutes.chute.template.embedding", "build_embedding_chute"),
     "diffusion": ("chutes.chute.template.diffusion", "build_diffusion_chute"),
 }
-SUPPORTED = ("chutebox serves chute files built with the SDK's build_vllm_chute, "
-             "build_sglang_chute, build_embedding_chute and build_diffusion_chute")  # fmt: skip
+SUPPORTED = ("chutebox serves the SDK's build_vllm_chute, build_sglang_chute, "
+             "build_embedding_chute and build_diffusion_chute, and custom chutes (a Chute with "
+             "its own cords)")  # fmt: skip
 
 
 def sdk_installed() -> bool:
@@ -79,11 +81,17 @@ def _use_shim() -> None:
         sys.path.insert(0, str(SHIM))
 
 
-def load_chute_file(target: str) -> dict[str, Any]:
-    """`module:attr` → chute settings (a dict for `ChuteSettings`)."""
+def load_chute_file(target: str, python: str | None = None) -> dict[str, Any]:
+    """`module:attr` → chute settings (a dict for `ChuteSettings`). A template chute's file is
+    read here; a custom chute's is described by its own interpreter (`python`)."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"chute file {target!r}: write it as module:attr, e.g. my_chute:chute")
+    path = chute_file(module_name)
+    if not path.is_file():
+        raise ConfigError(f"chute file {target}: no {path.name} in {path.parent}")
+    if not is_template_file(path):
+        return custom_settings(path, attr, python)
     if sdk_installed():
         _wrap_sdk()
     else:
@@ -101,8 +109,21 @@ def load_chute_file(target: str) -> dict[str, Any]:
     call = call_for(value)
     if call is None:
         kind = type(value).__name__
-        raise ConfigError(
-            f"chute file {target}: {attr} is a {kind}, not a standard template chute; custom "
-            f"chutes (cords with your own code) cannot be served. {SUPPORTED}."
-        )
+        raise ConfigError(f"chute file {target}: {attr} is a {kind}, not a chute its template "
+                          f"made. {SUPPORTED}.")  # fmt: skip
     return to_settings(call)
+
+
+def custom_settings(path: Path, attr: str, python: str | None) -> dict[str, Any]:
+    """A custom chute as chutebox chute settings: the file is its engine's model."""
+    code = describe(path, attr, python)
+    settings: dict[str, Any] = {
+        "engine": "chute",
+        "model": str(path.resolve()),
+        "name": code.name,
+        "concurrency": code.concurrency,
+        "engine_args": f"--attr {attr}",
+    }
+    if python is not None:
+        settings["python"] = python
+    return settings

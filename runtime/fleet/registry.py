@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "diffusers": "engines.diffusion:DiffusersBackend",
     "fake": "engines.fake:FakeBackend",
     "openai": "engines.openai_compatible:OpenAICompatibleBackend",
+    "chute": "engines.cords:CordsBackend",
 }
 
 

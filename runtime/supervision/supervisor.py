@@ -307,7 +307,7 @@ class Supervisor:
                                                    replica.detail)  # fmt: skip
             card = await self._wait_ready(chute, engine, endpoint)
             chute.card = chute.card or card
-            if chute.fields is None:
+            if chute.fields is None and chute.code is None:  # cords are relayed as they are
                 chute.fields = await self._read_fields(chute, endpoint)
             if spec.kv_events:
                 chute.router.kv.watch(replica.index, spec.kv_events)

@@ -110,7 +110,7 @@ class Served:
 def chutebox_serve(
     args: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
     ready_timeout: float = 300, command: Sequence[str] | None = None, port: int | None = None,
-    ready_path: str = "/ready",
+    ready_path: str = "/ready", cwd: Path = ROOT,
 ) -> Iterator[Served]:  # fmt: skip
     port = port or free_port()
     argv = [*(command or [sys.executable, "-m", "runtime.cli", "serve"]), *args]
@@ -118,7 +118,7 @@ def chutebox_serve(
         argv += ["--port", str(port)]
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            argv, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

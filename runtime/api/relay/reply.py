@@ -195,22 +195,9 @@ class EngineCall:
         headers += self.lease.chute.admission.raw_headers()
         return headers
 
-    async def _fail_over(self, error: EngineDownError) -> UpstreamResponse:
-        while True:
-            endpoint = self.lease.fail_over(error.message)
-            try:
-                return await self.upstream.send(endpoint, self.method, self.path, self.body)
-            except EngineDownError as exc:
-                error = exc
-
     async def _relay(self, send: Send, record: RequestRecord) -> None:
         asked = perf_counter()
-        try:
-            response = await self.upstream.send(
-                self.lease.endpoint, self.method, self.path, self.body
-            )
-        except EngineDownError as exc:
-            response = await self._fail_over(exc)
+        response = await send_on_lease(self.upstream, self.lease, self.method, self.path, self.body)
         reusable = False
         try:
             if response.status >= 400:
@@ -266,6 +253,19 @@ class EngineCall:
         record.usage = usage
         if self.metrics is not None:
             self.metrics.tokens(self.chute, usage.prompt_tokens, usage.completion_tokens)
+
+
+async def send_on_lease(
+    upstream: Upstream, lease: Lease, method: str, path: str, body: bytes | None
+) -> UpstreamResponse:
+    """Send a request to the lease's replica; while a replica refuses it unanswered, mark that
+    one down and send it to another ready one (503 when none is left)."""
+    endpoint = lease.endpoint
+    while True:
+        try:
+            return await upstream.send(endpoint, method, path, body)
+        except EngineDownError as exc:
+            endpoint = lease.fail_over(exc.message)
 
 
 async def _read(response: UpstreamResponse) -> bytes:

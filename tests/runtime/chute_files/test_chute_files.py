@@ -98,7 +98,7 @@ chute = Chute(username="me", name="custom", image="me/img:1")
 @chute.cord(public_api_path="/hello")
 async def hello(self):
     return "hi"
-""", "custom chutes"),
+""", "lacks the Chutes SDK: pip install chutes there"),
     ],
 )  # fmt: skip
 def test_wrong_arguments_are_refused(
