@@ -145,7 +145,6 @@ class Guard:
         scope.setdefault("state", {}).update(decrypted=data, serialized=False)
         await self.chute(scope, replay(body, receive), send)
 
-
     def _after_shutdown_hooks(self, send: Any) -> Any:
         """The server's `send` for the lifespan: the chute's shutdown hooks run before the
         server hears the app has shut down (uvicorn awaits that; after it, the process ends
