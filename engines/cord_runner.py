@@ -92,8 +92,13 @@ def describe(chute: Any) -> dict[str, Any]:
         "jobs": [job._func.__name__ for job in chute.jobs],
         "image": image if isinstance(image, str) else None,
         "dockerfile": None if isinstance(image, str) else str(image),
+        "image_tag": None if isinstance(image, str) else image_tag(image),
         "readme": chute.readme,
     }
+
+
+def image_tag(image: Any) -> str:
+    return f"{image.username}/{image.name}:{image.tag}"
 
 
 def body_schema(cord: Any) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from images.image import Image, ImageError
@@ -51,25 +52,45 @@ def build(target: str, tag: str | None, platform: str, context: Path | None = No
     if target == "cuda":
         raise ImageError("build one of its recipes (vllm, sglang, diffusion) by name instead")
     image = load_image(target)
-    dockerfile = image.render()
-    tool = engine()
+    if context is not None:
+        return run_build(_folder(image.render(), context), tag or image.uid, platform)
+    return build_context(image.render(), tag or image.uid, platform)
+
+
+def build_context(dockerfile: str, tag: str, platform: str,
+                  extra: Mapping[str, Path] | None = None) -> int:  # fmt: skip
+    """Build `dockerfile` in a context of chutebox's own source plus `extra` files (their
+    paths in the context → where they are now)."""
+    folder = _folder(dockerfile)
+    for name in SOURCE:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        elif source.exists():
+            shutil.copy2(source, folder / name)
+    for relative, source in (extra or {}).items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, folder / relative)
+    return run_build(folder, tag, platform)
+
+
+def _folder(dockerfile: str, context: Path | None = None) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="chutebox-image-"))
-    (folder / "Dockerfile").write_text(dockerfile)
     if context is not None:
         shutil.copytree(context, folder, dirs_exist_ok=True)
-    else:
-        for name in SOURCE:
-            source = ROOT / name
-            if source.is_dir():
-                shutil.copytree(source, folder / name,
-                                ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-            elif source.exists():
-                shutil.copy2(source, folder / name)
+    (folder / "Dockerfile").write_text(dockerfile)
+    return folder
+
+
+def run_build(folder: Path, tag: str, platform: str) -> int:
+    """docker (or podman) build of `folder`; the context left ready when neither is here."""
+    tool = engine()
     if tool is None:
-        hint = f"docker build --platform={platform} -t {tag or image.uid} {folder}"
+        hint = f"docker build --platform={platform} -t {tag} {folder}"
         print(f"chutebox: neither docker nor podman is installed; the build context is ready: "
               f"{hint}", file=sys.stderr)  # fmt: skip
         return 3
-    argv = [tool, "build", f"--platform={platform}", "-t", tag or image.uid, str(folder)]
+    argv = [tool, "build", f"--platform={platform}", "-t", tag, str(folder)]
     print("chutebox: " + " ".join(argv), file=sys.stderr)
     return subprocess.run(argv).returncode

@@ -123,11 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     image_commands = image.add_subparsers(dest="image_command", required=True)
     render = image_commands.add_parser(
         "render", help="print a Dockerfile: a recipe (vllm, sglang, diffusion, embeddings, "
-        "cpu), cuda (Dockerfile.cuda), or module:attr naming your own Image",
+        "cpu), cuda (Dockerfile.cuda), module:attr naming your own Image, or a custom chute "
+        "(module:chute): its own Image, made ready to run behind chutebox",
     )  # fmt: skip
     render.add_argument("target")
     build = image_commands.add_parser("build", help="render into a build context and build it")
     build.add_argument("target")
+    for command in (render, build):
+        command.add_argument("--python", help="a custom chute's interpreter, to read it with "
+                             "(default: chutebox's own)")  # fmt: skip
     build.add_argument("--tag", help="image tag (default: the Image's username/name:tag)")
     build.add_argument("--platform", default="linux/amd64")
     build.add_argument("--context", type=Path, help="files to build with (your own images)")
@@ -253,15 +257,36 @@ def conformance(namespace: argparse.Namespace) -> int:
 def image(namespace: argparse.Namespace) -> int:
     from images.build import build, render
     from images.image import ImageError
+    from runtime.chute_files.custom import chute_file, is_custom_chute_file
 
+    module, _, attr = namespace.target.partition(":")
     try:
+        if attr and is_custom_chute_file(chute_file(module)):
+            return chute_image(namespace, module, attr)
         if namespace.image_command == "render":
             print(render(namespace.target), end="")
             return 0
         return build(namespace.target, namespace.tag, namespace.platform, namespace.context)
-    except ImageError as exc:
+    except (ImageError, ConfigError) as exc:
         print(f"chutebox: error: {exc}", file=sys.stderr)
         return 2
+
+
+def chute_image(namespace: argparse.Namespace, module: str, attr: str) -> int:
+    """A custom chute's image: its own `Image` as the SDK renders it, ready for chutebox."""
+    from images.build import build_context
+    from images.chute_image import chute_dockerfile
+    from runtime.chute_files.custom import chute_file, describe
+
+    path = chute_file(module)
+    code = describe(path, attr, namespace.python, stand_in=True)
+    dockerfile = chute_dockerfile(sdk_dockerfile=code.dockerfile, prebuilt=code.image,
+                                  module=path.stem, attr=attr)  # fmt: skip
+    if namespace.image_command == "render":
+        print(dockerfile, end="")
+        return 0
+    tag = namespace.tag or code.image_tag or code.image or f"chutebox/{code.name}:latest"
+    return build_context(dockerfile, tag, namespace.platform, {f"chute/{path.stem}.py": path})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

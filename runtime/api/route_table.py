@@ -122,6 +122,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("/v1/models/{model}", "GET", "Retrieve one model", response=Model,
               handler=models.retrieve_model, route_path="/v1/models/{model:path}",
               errors={"401": ENGINE_ERRORS["401"], "404": "no such model"}),
+    Operation("/chutes", "GET", "The chutes served, with their ids (and a custom chute's cords)",
+              raw=OPEN_OBJECT, handler=models.list_chutes, errors={"401": ENGINE_ERRORS["401"]}),
     Operation("/health", "GET", "Liveness", raw=PROBE, errors={}, public=True,
               handler=health.health),
     Operation("/ping", "GET", "Liveness (Chutes' name)", raw=PROBE, errors={}, public=True,

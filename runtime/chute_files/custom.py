@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,12 @@ from runtime.errors import ConfigError
 from runtime.fleet.backend import PACKAGE_ROOT
 from runtime.fleet.cords import ChuteCode
 
+SHIM = Path(__file__).resolve().parent / "shim"
+
 # The SDK's template builders: a chute file that calls one is a template chute.
 TEMPLATE_BUILDERS = ("build_vllm_chute", "build_sglang_chute", "build_embedding_chute",
                      "build_diffusion_chute")  # fmt: skip
+SDK_IMPORT = re.compile(r"^\s*(?:from|import)\s+chutes\b", re.MULTILINE)
 DESCRIBE_TIMEOUT = 300.0  # importing a chute's dependencies (torch…) can take a while
 
 
@@ -42,11 +46,41 @@ def is_template_file(path: Path) -> bool:
     return any(builder in path.read_text(errors="replace") for builder in TEMPLATE_BUILDERS)
 
 
-def describe(path: Path, attr: str, python: str | None = None) -> ChuteCode:
-    """What the chute in `path` defines, asked of `python` (chutebox's own by default)."""
+def is_custom_chute_file(path: Path) -> bool:
+    """A file that uses the Chutes SDK and calls none of its template builders."""
+    if not path.is_file() or is_template_file(path):
+        return False
+    return SDK_IMPORT.search(path.read_text(errors="replace")) is not None
+
+
+def describe(
+    path: Path, attr: str, python: str | None = None, *, stand_in: bool = False
+) -> ChuteCode:
+    """What the chute in `path` defines, asked of `python` (chutebox's own by default).
+    `stand_in`: where that interpreter lacks the SDK, read the file with chutebox's stand-in
+    for it (enough to render the chute's image; serving it needs the real SDK)."""
+    try:
+        return _describe(path, attr, python)
+    except SdkMissing:
+        if not stand_in:
+            raise
+        return _describe(path, attr, python, shim=SHIM)
+
+
+class SdkMissing(ConfigError):
+    """The interpreter asked cannot import the Chutes SDK."""
+
+
+def _describe(path: Path, attr: str, python: str | None, shim: Path | None = None) -> ChuteCode:
     interpreter = python or sys.executable
     where = f"{path.stem}:{attr}"
-    command = [interpreter, "-m", "engines.cord_runner", "describe", str(path.resolve()), attr]
+    arguments = ["describe", str(path.resolve()), attr]
+    if shim is None:
+        command = [interpreter, "-m", "engines.cord_runner", *arguments]
+    else:  # the stand-in first on the path, then the runner as `-m` would run it
+        code = (f"import sys; sys.path.insert(0, {str(shim)!r}); "
+                f"from engines.cord_runner import main; main({arguments!r})")  # fmt: skip
+        command = [interpreter, "-c", code]
     try:
         # From chutebox's folder: `-m` finds the runner there, nothing installed.
         result = subprocess.run(command, capture_output=True, text=True, cwd=PACKAGE_ROOT,
@@ -59,11 +93,12 @@ def describe(path: Path, attr: str, python: str | None = None) -> ChuteCode:
                           f"{DESCRIBE_TIMEOUT:.0f}s") from None  # fmt: skip
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        hint = ""
         if "No module named 'chutes'" in result.stderr:
-            hint = (f"; {interpreter} lacks the Chutes SDK: pip install chutes there, or name "
-                    "an interpreter that has it with `python`")  # fmt: skip
-        raise ConfigError(f"chute file {where}: {detail[0]}{hint}")
+            raise SdkMissing(f"chute file {where}: {interpreter} lacks the Chutes SDK: pip "
+                             "install chutes there, or name an interpreter that has it "
+                             "(`python` in the chute's entry, --python on the command "
+                             "line)")  # fmt: skip
+        raise ConfigError(f"chute file {where}: {detail[0]}")
     try:
         data = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -46,6 +46,7 @@ class ChuteCode:
     jobs: tuple[str, ...] = ()
     image: str | None = None  # a prebuilt image's reference, when `image` is a string
     dockerfile: str | None = None  # the SDK's rendering of its `Image`, otherwise
+    image_tag: str | None = None  # that Image's `username/name:tag`
 
     @classmethod
     def from_description(cls, data: Mapping[str, Any], where: str) -> ChuteCode:
@@ -61,6 +62,7 @@ class ChuteCode:
                 jobs=tuple(str(job) for job in data.get("jobs", ())),
                 image=data.get("image"),
                 dockerfile=data.get("dockerfile"),
+                image_tag=data.get("image_tag"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"chute file {where}: incomplete description ({exc})") from None

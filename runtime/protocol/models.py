@@ -33,6 +33,8 @@ class Model(BaseModel):
     owned_by: str
     root: str | None = None
     max_model_len: int | None = None
+    # The chute's stable id (the platform's `/chutes/{chute-id}/...` names chutes by it).
+    chute_id: str | None = None
     price: Price
     pricing: Pricing
 

@@ -69,6 +69,7 @@ function chuteCard(c) {
   if (c.model !== undefined) {
     rows.push(["model", c.model + (c.revision ? "@" + c.revision.slice(0, 12) : "")]);
     rows.push(["routes", (c.routes || []).join(", ")]);
+    if (c.cords) rows.push(["cords", c.cords.map((x) => `${x.method} ${x.url}`).join(", ")]);
     const k = c.concurrency;
     rows.push(["concurrency", `${k.in_use} / ${k.limit} in use · ${k.queued} queued`]);
     rows.push(["traffic", trafficText(c.traffic)]);
@@ -119,6 +120,95 @@ function render(doc) {
   fillSelect($("image-model"), image);
   $("embed-form").hidden = embed.length === 0;
   $("image-form").hidden = image.length === 0;
+  renderCords(doc);
+}
+
+// A custom chute's cords: one form, its fields built from the chosen cord's body schema.
+let cords = new Map();
+
+function renderCords(doc) {
+  cords = new Map();
+  for (const c of doc.chutes) {
+    for (const cord of c.cords || []) cords.set(`${cord.method} ${cord.url}`, cord);
+  }
+  const select = $("cord-choice");
+  const before = select.value;
+  fillSelect(select, [...cords.keys()]);
+  $("cord-form").hidden = cords.size === 0;
+  if (select.value !== before || !$("cord-fields").childElementCount) cordFields();
+}
+
+function cordFields() {
+  const cord = cords.get($("cord-choice").value);
+  const schema = (cord && cord.body_schema) || {};
+  const required = new Set(schema.required || []);
+  const fields = Object.entries(schema.properties || {}).map(([name, prop]) => {
+    const id = "cord-field-" + name;
+    const label = el("label", name + (required.has(name) ? " *" : ""));
+    label.htmlFor = id;
+    const input = el("input");
+    input.id = id;
+    input.name = name;
+    input.dataset.type = prop.type || "string";
+    if (prop.type === "boolean") input.type = "checkbox";
+    else if (prop.type === "integer" || prop.type === "number") {
+      input.type = "number";
+      input.step = prop.type === "integer" ? "1" : "any";
+    } else input.type = "text";
+    if (prop.default !== undefined && prop.default !== null) {
+      if (prop.type === "boolean") input.checked = prop.default;
+      else input.value = String(prop.default);
+    }
+    if (prop.description) input.title = prop.description;
+    const row = el("div", null, "field");
+    row.append(label, input);
+    return row;
+  });
+  $("cord-fields").replaceChildren(...fields);
+}
+
+function cordBody() {
+  const body = {};
+  for (const input of $("cord-fields").querySelectorAll("input")) {
+    const type = input.dataset.type;
+    if (type === "boolean") body[input.name] = input.checked;
+    else if (input.value === "") continue;
+    else if (type === "integer" || type === "number") body[input.name] = Number(input.value);
+    else body[input.name] = input.value;
+  }
+  return body;
+}
+
+async function callCord(event) {
+  event.preventDefault();
+  const cord = cords.get($("cord-choice").value);
+  if (!cord) return;
+  const output = $("cord-output");
+  const state = $("cord-state");
+  $("cord-image").hidden = $("cord-audio").hidden = true;
+  output.textContent = "";
+  state.textContent = "calling…";
+  const init = { method: cord.method, headers: { "Content-Type": "application/json", ...authHeaders() } };
+  if (cord.method !== "GET") init.body = JSON.stringify(cordBody());
+  const reply = await fetch(cord.url, init);
+  const type = reply.headers.get("content-type") || "";
+  if (type.startsWith("image/") || type.startsWith("audio/")) {
+    const url = URL.createObjectURL(await reply.blob());
+    const media = type.startsWith("image/") ? $("cord-image") : $("cord-audio");
+    media.src = url;
+    media.hidden = false;
+  } else if (type.includes("json")) {
+    output.textContent = JSON.stringify(await reply.json(), null, 2);
+  } else {
+    const reader = reply.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      output.textContent += decoder.decode(value, { stream: true });
+    }
+  }
+  state.textContent = `${reply.status} ${type}`;
 }
 
 async function refresh() {
@@ -241,6 +331,8 @@ function start() {
   $("chat-form").addEventListener("submit", chat);
   $("embed-form").addEventListener("submit", embed);
   $("image-form").addEventListener("submit", image);
+  $("cord-choice").addEventListener("change", cordFields);
+  $("cord-form").addEventListener("submit", callCord);
   refresh();
   setInterval(refresh, REFRESH_MS);
 }

@@ -1,4 +1,5 @@
-"""`GET /v1/models` and `GET /v1/models/{id}`: engine model cards plus Chutes' prices."""
+"""`GET /v1/models` and `GET /v1/models/{id}`: engine model cards plus Chutes' prices; and
+`GET /chutes`: every chute, models and custom chutes, with its id (and cords)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def model_card(chute: Chute) -> Model:
         owned_by="chutebox",
         root=card.get("root", settings.model),
         max_model_len=card.get("max_model_len"),
+        chute_id=chute.chute_id,
         price=Price(
             input=PriceAmount(usd=settings.price_prompt, tao=0.0),
             output=PriceAmount(usd=settings.price_completion, tao=0.0),
@@ -30,7 +32,8 @@ def model_card(chute: Chute) -> Model:
 
 async def list_models(request: Request) -> JSONResponse:
     chutes = gateway_of(request).chutes
-    listing = ModelList(data=[model_card(c) for c in chutes])
+    # Models, not custom chutes: those are listed, with their cords, at GET /chutes.
+    listing = ModelList(data=[model_card(c) for c in chutes if c.code is None])
     return JSONResponse(listing.model_dump(exclude_none=True))
 
 
@@ -40,3 +43,21 @@ async def retrieve_model(request: Request) -> JSONResponse:
     if chute is None:
         raise NotFoundError(f"model not found: {name}", param="model", code="model_not_found")
     return JSONResponse(model_card(chute).model_dump(exclude_none=True))
+
+
+async def list_chutes(request: Request) -> JSONResponse:
+    chutes = []
+    for chute in gateway_of(request).chutes:
+        entry: dict[str, object] = {
+            "name": chute.name,
+            "chute_id": chute.chute_id,
+            "engine": chute.backend.name,
+            "state": chute.state.value,
+        }
+        if chute.code is not None:
+            entry["username"] = chute.code.username
+            entry["cords"] = [{"function": c.function, "method": c.method, "path": c.path,
+                               "url": f"/chutes/{chute.name}{c.path}", "stream": c.stream}
+                              for c in chute.code.cords]  # fmt: skip
+        chutes.append(entry)
+    return JSONResponse({"object": "list", "data": chutes})

@@ -8,6 +8,7 @@ served at `GET /openapi.json`, built once per app.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from runtime import __version__
 from runtime.api.operation import OPEN_OBJECT, Operation
 from runtime.api.route_table import OPERATIONS
 from runtime.api.state import gateway_of
+from runtime.fleet.cords import Cord
 from runtime.protocol.messages import AnthropicErrorResponse
 from runtime.protocol.responses import ErrorResponse
 
@@ -33,9 +35,11 @@ def openapi_route(
 
     async def openapi(request: Request) -> Response:
         if not rendered:
-            names = [c.name for c in gateway_of(request).chutes]
+            chutes = gateway_of(request).chutes
+            names = [c.name for c in chutes if c.code is None]
+            cords = [(c.name, cord) for c in chutes if c.code is not None for cord in c.code.cords]
             document = build_document(names, metrics=metrics, public_models=public_models,
-                                      operations=operations)  # fmt: skip
+                                      operations=operations, cords=cords)  # fmt: skip
             rendered.append(JSONResponse(document))
         return rendered[0]
 
@@ -48,9 +52,10 @@ def build_document(
     metrics: bool,
     public_models: bool,
     operations: tuple[Operation, ...] = OPERATIONS,
+    cords: Sequence[tuple[str, Cord]] = (),
 ) -> dict[str, Any]:
     """The document for a gateway serving `operations` and `model_names` (offered as examples
-    of `model`)."""
+    of `model`), and custom chutes' `cords` (chute name, cord) at their `/chutes/` paths."""
     models = {m for op in operations for m in (op.request, op.response, op.stream) if m}
     models |= {ErrorResponse, AnthropicErrorResponse}
     keys, defs = models_json_schema(
@@ -66,6 +71,9 @@ def build_document(
     for op in operations:
         public = op.public or (public_models and op.path.startswith("/v1/models"))
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, ref, public)
+    for chute, cord in cords:
+        path = f"/chutes/{chute}{cord.path}"
+        paths.setdefault(path, {})[cord.method.lower()] = _cord(chute, cord, ref[ErrorResponse])
     paths["/openapi.json"] = {"get": _plain("This document", "application/json", OPEN_OBJECT)}
     if metrics:
         paths["/metrics"] = {"get": _plain("Prometheus metrics", "text/plain", {"type": "string"})}
@@ -165,6 +173,34 @@ def _operation(op: Operation, ref: dict[type[BaseModel], str], public: bool) -> 
         ]
     if public:
         operation["security"] = []
+    return operation
+
+
+def _cord(chute: str, cord: Cord, error_ref: str) -> dict[str, Any]:
+    """A custom chute's cord: its body schema as the SDK validates it, what it answers, and
+    the statuses the gateway adds around it."""
+    media = cord.output_content_type or "application/json"
+    body: dict[str, Any] = {} if media.startswith("application/json") else {
+        "type": "string", "format": "binary"}  # fmt: skip
+    error = {"application/json": {"schema": {"$ref": error_ref}}}
+    refused = {"application/json": {"schema": {"type": "object", "properties": {
+        "detail": {"type": "string"}}}}}  # fmt: skip
+    responses: dict[str, Any] = {
+        "200": {"description": "what the cord returned", "content": {media: {"schema": body}}},
+        "400": {"description": "the cord's schema refused the body (the SDK's own answer)",
+                "content": refused},
+        "401": {"description": "no valid key", "content": error},
+        "429": {"description": "the chute's concurrency is in use", "content": error},
+        "503": {"description": "the chute is not ready", "content": error},
+    }  # fmt: skip
+    operation: dict[str, Any] = {
+        "summary": f"{chute}: {cord.function}" + (" (streamed)" if cord.stream else ""),
+        "responses": responses,
+    }
+    if cord.method != "GET":
+        schema = dict(cord.body_schema) if cord.body_schema else {"type": "object"}
+        operation["requestBody"] = {"required": True, "content": {"application/json":
+                                    {"schema": schema}}}  # fmt: skip
     return operation
 
 

@@ -48,6 +48,7 @@ def _chute(
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
         "name": chute.name,
+        "chute_id": chute.chute_id,
         "engine": chute.backend.name,
         "state": chute.state.value,
         "replicas": [_replica(r, full) for r in chute.replicas],
@@ -59,7 +60,8 @@ def _chute(
         "model": settings.model,
         "revision": settings.revision,
         "detail": chute.detail or None,
-        "routes": served_paths(chute, operations),
+        "routes": served_paths(chute, operations) or cord_urls(chute),
+        "cords": cord_list(chute),
         "concurrency": {"in_use": admission.used, "limit": admission.limit,
                         "queued": admission.waiting, "rejected_total": admission.rejected},
         "plan": list(chute.plan_reasons),
@@ -69,6 +71,21 @@ def _chute(
         "routing": _routing(chute),
     }  # fmt: skip
     return info
+
+
+def cord_urls(chute: Chute) -> list[str]:
+    return [f"/chutes/{chute.name}{c.path}" for c in chute.code.cords] if chute.code else []
+
+
+def cord_list(chute: Chute) -> list[dict[str, Any]] | None:
+    """A custom chute's cords as the page lists them (its playground builds a form from the
+    body schema)."""
+    if chute.code is None:
+        return None
+    return [{"function": c.function, "method": c.method, "path": c.path,
+             "url": f"/chutes/{chute.name}{c.path}", "stream": c.stream,
+             "output_content_type": c.output_content_type, "body_schema": c.body_schema}
+            for c in chute.code.cords]  # fmt: skip
 
 
 def _routing(chute: Chute) -> dict[str, Any]:

@@ -18,7 +18,9 @@ FOLDER = Path(__file__).resolve().parents[2] / "ui"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8"}  # fmt: skip
 HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    # blob: for a cord's image or audio reply, shown from the bytes the page fetched itself.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "media-src blob:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
