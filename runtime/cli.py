@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -119,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     kit.add_argument("--junit", type=Path, help="write results as JUnit XML")
     kit.add_argument("--openapi", type=Path, help="also validate replies against this document")
     kit.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    kit.add_argument(
+        "--chute",
+        metavar="MODULE:ATTR",
+        help="cords: the chute file served at "
+        "--base-url by the SDK's own runner (chutebox lists its own at /chutes)",
+    )
+    kit.add_argument("--python", help="--chute's interpreter, to read it with")
     image = commands.add_parser("image", help="render or build Docker images")
     image_commands = image.add_subparsers(dest="image_command", required=True)
     render = image_commands.add_parser(
@@ -240,10 +248,21 @@ def conformance(namespace: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"chutebox: error: {exc}", file=sys.stderr)
         return 2
+    cords = None
+    if namespace.chute:
+        from runtime.chute_files.custom import chute_file, describe
+
+        module, _, attr = namespace.chute.partition(":")
+        try:
+            code = describe(chute_file(module), attr or "chute", namespace.python)
+        except ConfigError as exc:
+            print(f"chutebox: error: {exc}", file=sys.stderr)
+            return 2
+        cords = tuple(dataclasses.asdict(cord) for cord in code.cords)
     target = Target(
         base_url=namespace.base_url, api_key=namespace.api_key, model=namespace.model,
         embedding_model=namespace.embedding_model, image_model=namespace.image_model,
-        rerank_model=namespace.rerank_model, timeout=namespace.timeout,
+        rerank_model=namespace.rerank_model, timeout=namespace.timeout, cords=cords,
     )  # fmt: skip
     results = run(checks, target, validator)
     print(table(results))

@@ -49,6 +49,9 @@ class Target:
     image_model: str | None = None
     rerank_model: str | None = None
     timeout: float = 120.0
+    # A chute file's cords as its description gives them, called at their own paths (the SDK's
+    # runner); None: read the target's GET /chutes.
+    cords: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass

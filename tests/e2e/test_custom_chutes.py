@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.kit import run_kit, statuses
 from tests.support.servers import (
     ROOT,
     Served,
@@ -281,3 +282,19 @@ def test_the_same_answers_as_the_sdks_own_runner(
     theirs = httpx.request(method, sdk_runner + path, json=body, timeout=30)
     assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content)
     assert ours.headers.get("content-type") == theirs.headers.get("content-type")
+
+
+def test_the_kit_checks_cords_on_chutebox_and_on_the_sdks_runner(
+    served: Served, sdk_runner: str, tmp_path: Path
+) -> None:
+    code, report, output = run_kit(tmp_path, "--base-url", served.base_url, "--api-key", KEY,
+                                   "--only", "cords", cwd=CHUTES)  # fmt: skip
+    assert statuses(report) == {"cords/accepts": "pass", "cords/refuses": "pass"}, output
+    called = " ".join(r["got"] for r in report["results"])
+    assert "/chutes/similarity/similarity 200" in called and "/chutes/relay/ask 200" in called
+    assert "broken is" in report["results"][0]["sent"]  # not ready: named, not called
+    code, report, output = run_kit(tmp_path, "--base-url", sdk_runner, "--only", "cords",
+                                   "--chute", "toolbox:chute", "--python", str(SDK_PYTHON),
+                                   cwd=CHUTES)  # fmt: skip
+    assert code == 0 and statuses(report) == {"cords/accepts": "pass", "cords/refuses": "pass"}
+    assert "/square 200 image/png" in report["results"][0]["got"], output

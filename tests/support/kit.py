@@ -11,11 +11,11 @@ from typing import Any
 from tests.support.servers import ROOT
 
 
-def run_kit(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+def run_kit(tmp_path: Path, *args: str, cwd: Path = ROOT) -> tuple[int, dict[str, Any], str]:
     report = tmp_path / f"kit-{len(list(tmp_path.glob('kit-*')))}.json"
     result = subprocess.run(
         [sys.executable, "-m", "runtime.cli", "conformance", *args, "--json", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=cwd, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     data = json.loads(report.read_text()) if report.exists() else {}
     return result.returncode, data, result.stdout + result.stderr

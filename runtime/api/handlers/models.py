@@ -57,7 +57,9 @@ async def list_chutes(request: Request) -> JSONResponse:
         if chute.code is not None:
             entry["username"] = chute.code.username
             entry["cords"] = [{"function": c.function, "method": c.method, "path": c.path,
-                               "url": f"/chutes/{chute.name}{c.path}", "stream": c.stream}
+                               "url": f"/chutes/{chute.name}{c.path}", "stream": c.stream,
+                               "output_content_type": c.output_content_type,
+                               "body_schema": c.body_schema}
                               for c in chute.code.cords]  # fmt: skip
         chutes.append(entry)
     return JSONResponse({"object": "list", "data": chutes})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtime.conformance.check import Check
-from runtime.conformance.groups import agentic, basics, chat, media, rerank, tools
+from runtime.conformance.groups import agentic, basics, chat, cords, media, rerank, tools
 
 
 def all_checks() -> list[Check]:
@@ -14,4 +14,5 @@ def all_checks() -> list[Check]:
         *agentic.CHECKS,
         *media.CHECKS,
         *rerank.CHECKS,
+        *cords.CHECKS,
     ]

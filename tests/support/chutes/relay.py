@@ -13,7 +13,8 @@ chute = Chute(username="tester", name="relay", image="parachutes/python:3.12")
 
 class Answer(BaseHTTPRequestHandler):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
         data = json.dumps({"via": "passthrough", "asked": body}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
