@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test test-fast check bench bench-embeddings bench-proxy bench-routing browser
+.PHONY: install run test test-fast check bench gpu-check bench-embeddings bench-proxy bench-routing browser
 
 install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed browser
 
@@ -55,6 +55,11 @@ test: install
 # engines, the pure modules, the protocol. A few minutes; for running often while working.
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/pytest -q -m "not engine and not serve and not slow"
+
+# On a machine with one CUDA GPU: the NVML inventory, the workers and a custom chute on CUDA
+# (tests/gpu/check.py says what each step needs). Not part of `make test`: CI has no GPU.
+gpu-check:
+	python3 tests/gpu/check.py
 
 check: install
 	$(VENV)/bin/ruff check runtime engines images tests bench
