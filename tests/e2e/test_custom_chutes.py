@@ -57,11 +57,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         chutes += f'[[chutes]]\nchute = "{name}:chute"\npython = "{SDK_PYTHON}"\n'
     chutes += (f'[[chutes]]\nchute = "relay:chute"\npython = "{SDK_PYTHON}"\n'
                f'env = {{ RELAY_UPSTREAM_PORT = "{relay_port}" }}\n')  # fmt: skip
+    # A model beside them, on the fake engine (an OpenAI-speaking server).
+    chutes += f'[[chutes]]\nname = "tiny"\nmodel = "{tmp}"\nengine = "fake"\n'
     path.write_text(f'api_keys = ["{KEY}"]\n{chutes}')
     # /health: the broken chute never turns ready, and that must not hold the others back.
     with chutebox_serve(["--config", str(path)], tmp / "gw.log", cwd=CHUTES,
                         ready_path="/health") as served:  # fmt: skip
-        for name in ("toolbox", "twin", "similarity", "relay"):
+        for name in ("toolbox", "twin", "similarity", "relay", "tiny"):
             state = eventually(lambda n=name: ready_of(served.base_url)["chutes"][n]["state"]
                                == "ready", timeout=180)  # fmt: skip
             assert state, served.log_text()[-3000:]
@@ -298,3 +300,25 @@ def test_the_kit_checks_cords_on_chutebox_and_on_the_sdks_runner(
                                    cwd=CHUTES)  # fmt: skip
     assert code == 0 and statuses(report) == {"cords/accepts": "pass", "cords/refuses": "pass"}
     assert "/square 200 image/png" in report["results"][0]["got"], output
+
+
+def test_listings_show_each_chute_its_id_and_cords(served: Served) -> None:
+    chutes = httpx.get(served.base_url + "/chutes", headers=HEADERS).json()["data"]
+    by_name = {c["name"]: c for c in chutes}
+    assert by_name["toolbox"]["chute_id"] == TOOLBOX_ID and by_name["tiny"]["engine"] == "fake"
+    echo = next(c for c in by_name["toolbox"]["cords"] if c["path"] == "/echo")
+    assert echo["url"] == "/chutes/toolbox/echo" and echo["body_schema"]["required"] == ["text"]
+    models = httpx.get(served.base_url + "/v1/models", headers=HEADERS).json()["data"]
+    assert [m["id"] for m in models] == ["tiny"] and models[0]["chute_id"]  # models only
+    status = httpx.get(served.base_url + "/status", headers=HEADERS).json()
+    toolbox = next(c for c in status["chutes"] if c["name"] == "toolbox")
+    assert "/chutes/toolbox/square" in toolbox["routes"]
+    assert {c["function"] for c in toolbox["cords"]} >= {"echo", "count", "square", "tone"}
+    document = httpx.get(served.base_url + "/openapi.json").json()
+    operation = document["paths"]["/chutes/toolbox/square"]["post"]
+    assert "image/png" in operation["responses"]["200"]["content"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["frequency"]["exclusiveMinimum"] == 20
+    # The model beside the custom chutes answers as ever.
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+    assert post(served, "/v1/chat/completions", chat).status_code == 200
