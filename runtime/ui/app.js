@@ -68,12 +68,12 @@ function chuteCard(c) {
   const rows = [["engine", c.engine]];
   if (c.model !== undefined) {
     rows.push(["model", c.model + (c.revision ? "@" + c.revision.slice(0, 12) : "")]);
-    rows.push(["routes", (c.routes || []).join(", ")]);
     if (c.cords) rows.push(["cords", c.cords.map((x) => `${x.method} ${x.url}`).join(", ")]);
+    else rows.push(["routes", (c.routes || []).join(", ")]);
     const k = c.concurrency;
     rows.push(["concurrency", `${k.in_use} / ${k.limit} in use · ${k.queued} queued`]);
     rows.push(["traffic", trafficText(c.traffic)]);
-    rows.push(["routing", routingText(c.routing)]);
+    if (!c.cords) rows.push(["routing", routingText(c.routing)]);  // cords are not routed by prompt
     const p = c.price_per_million;
     if (p.prompt || p.completion) rows.push(["price / 1M", `${p.prompt} in · ${p.completion} out`]);
     rows.push(["detail", c.detail]);
@@ -113,7 +113,9 @@ function render(doc) {
   $("key-note").textContent = doc.full
     ? "Full view: models, plan, concurrency and traffic."
     : "Public view: names and states. Give a key to see the rest and to use the playground.";
-  fillSelect($("chat-model"), serving(doc, "/v1/chat/completions"));
+  const chat = serving(doc, "/v1/chat/completions");
+  fillSelect($("chat-model"), chat);
+  $("chat-form").hidden = doc.full && chat.length === 0;  // the full view knows there is none
   const embed = serving(doc, "/v1/embeddings");
   const image = serving(doc, "/v1/images/generations");
   fillSelect($("embed-model"), embed);

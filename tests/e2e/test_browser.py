@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY, MODEL, SIDE
-from tests.support.servers import Served, engine_pids
+from tests.support.servers import ROOT, Served, chutebox_serve, engine_pids
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -140,3 +140,40 @@ def test_the_page_fits_a_phone_and_labels_its_controls(browser: Any, vllm_gatewa
         labelled = driver.find_elements(By.CSS_SELECTOR, f'label[for="{name}"]')
         assert labelled or control.get_attribute("aria-label"), name
     assert console_errors(driver) == []
+
+
+SDK_PYTHON = ROOT / ".venv-chutes" / "bin" / "python"
+
+
+@pytest.mark.serve
+@pytest.mark.skipif(not SDK_PYTHON.exists(), reason="make install creates .venv-chutes")
+def test_the_playground_calls_a_custom_chutes_cords_from_their_schemas(
+    browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    chutes = ROOT / "tests" / "support" / "chutes"
+    args = ["toolbox:chute", "--python", str(SDK_PYTHON), "--api-key", "page-key"]
+    with chutebox_serve(args, tmp_path / "gw.log", cwd=chutes) as served:
+        browser.get(served.base_url + "/")
+        browser.find_element(By.ID, "key").send_keys("page-key")
+        browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+        choice = wait_until(lambda: browser.find_element(By.ID, "cord-choice"), 20, "cords")
+        wait_until(lambda: "/chutes/toolbox/echo" in card_text(browser, "toolbox"), 20, "cords")
+        Select(choice).select_by_value("POST /chutes/toolbox/echo")
+        text = wait_until(lambda: browser.find_element(By.ID, "cord-field-text"), 10, "a field")
+        text.send_keys("sea")
+        browser.find_element(By.ID, "cord-send").click()
+        output = browser.find_element(By.ID, "cord-output")
+        wait_until(lambda: '"text": "sea"' in output.text, 20, "the echo's JSON")
+        Select(browser.find_element(By.ID, "cord-choice")).select_by_value(
+            "POST /chutes/toolbox/square"
+        )
+        browser.find_element(By.ID, "cord-send").click()
+        image = browser.find_element(By.ID, "cord-image")
+        wait_until(lambda: image.is_displayed() and image.get_attribute("naturalWidth") == "8",
+                   20, "the cord's PNG shown")  # fmt: skip
+        if SCREENSHOT:
+            browser.save_screenshot(SCREENSHOT)
+        assert console_errors(browser) == []
