@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def inventory(out: Path) -> str:
     plan = cli("plan", "--model", "org/model", "--revision", "0" * 40, "--params", "1B", "--json")
     (out / "plan.json").write_text(plan.stdout)
+    if shutil.which("nvidia-smi") is None:
+        raise AssertionError("no nvidia-smi here: not a machine with an NVIDIA GPU")
     smi = subprocess.run(["nvidia-smi", "-q", "-x"], capture_output=True, text=True)
     (out / "nvidia-smi.xml").write_text(smi.stdout)
     topo = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True)
@@ -63,10 +66,16 @@ def embeddings(out: Path) -> str:
         reply = httpx.post(served.base_url + "/v1/embeddings", headers=HEADERS, timeout=60,
                            json={"model": "minilm", "input": ["Paris", "Rome"]})  # fmt: skip
         reply.raise_for_status()
-        status = httpx.get(served.base_url + "/status", headers=HEADERS).json()
-    replica = status["chutes"][0]["replicas"][0]
-    assert replica["gpus"] != "cpu", replica
+        replica = on_gpu(served.base_url)
     return f"{len(reply.json()['data'][0]['embedding'])} dimensions on GPU {replica['gpus']}"
+
+
+def on_gpu(base_url: str) -> dict[str, object]:
+    """The chute's replica, which must have been given a GPU."""
+    status = httpx.get(base_url + "/status", headers=HEADERS).json()
+    replica: dict[str, object] = status["chutes"][0]["replicas"][0]
+    assert replica["gpus"] != "cpu", f"the replica ran on the CPU: {replica}"
+    return replica
 
 
 def images(out: Path) -> str:
@@ -76,11 +85,12 @@ def images(out: Path) -> str:
     args = ["--model", str(folder), "--name", "tiny-sd", "--engine", "diffusers", "--api-key", KEY]
     with chutebox_serve(args, out / "images.log", ready_timeout=300) as served:
         reply = httpx.post(served.base_url + "/generate", headers=HEADERS, timeout=120,
-                           json={"prompt": "a lighthouse", "width": 64, "height": 64,
+                           json={"prompt": "a lighthouse", "width": 128, "height": 128,
                                  "num_inference_steps": 2, "seed": 1})  # fmt: skip
         reply.raise_for_status()
+        replica = on_gpu(served.base_url)
     assert reply.content[:3] == b"\xff\xd8\xff", "not a JPEG"
-    return f"{len(reply.content)} bytes of JPEG"
+    return f"{len(reply.content)} bytes of JPEG on GPU {replica['gpus']}"
 
 
 def custom_chute(out: Path) -> str:
