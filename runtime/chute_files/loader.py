@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.chute_files.custom import chute_file, describe, is_template_file
+from runtime.chute_files.custom import SHIM, chute_file, describe, is_template_file
 from runtime.chute_files.record import (
     TemplateCall,
     call_for,
@@ -24,7 +24,6 @@ from runtime.chute_files.record import (
 )
 from runtime.errors import ConfigError
 
-SHIM = Path(__file__).resolve().parent / "shim"
 TEMPLATES = {
     "vllm": ("chutes.chute.template.vllm", "build_vllm_chute"),
     "sglang": ("chutes.chute.template.sglang", "build_sglang_chute"),
