@@ -151,8 +151,10 @@ class RequestCollector(Collector):
             completion.add_metric([chute], completion_count)
         disconnects = _counter("client_disconnects", "Clients gone before their reply ended",
                                "chute", "route")  # fmt: skip
-        for labels, count in m.disconnects.items():
-            disconnects.add_metric(list(labels), count)
+        # Each (chute, route) that answered a request has its series, at 0 until a client
+        # leaves: rate() and alerts need the series to exist before its first event.
+        for labels in m.routes.keys() | m.disconnects.keys():
+            disconnects.add_metric(list(labels), m.disconnects.get(labels, 0))
         yield from (requests, duration, ttft, itl, prompt, completion, disconnects)
 
 

@@ -89,7 +89,7 @@ def test_rejections_and_disconnects_are_counted(make_gateway: GatewayFactory) ->
             assert refused.status_code == 429
     for _ in range(100):  # the disconnect is noticed a moment after the client closes
         text = scrape(gateway)
-        if samples(text, "chutebox_client_disconnects_total"):
+        if value(text, "chutebox_client_disconnects_total", chute="loose", route=CHAT_ROUTE):
             break
         time.sleep(0.02)
     assert value(text, "chutebox_admission_rejections_total", chute="loose") == 1
