@@ -38,14 +38,16 @@ def test_chutebox_on_vllm_passes_every_check(vllm_gateway: Served, tmp_path: Pat
     seen = statuses(report)
     failed = [name for name, status in seen.items() if status == "fail"]
     assert not failed, output
-    # Only the groups needing models this gateway lacks may skip, and tool_choice "required",
-    # whose unbounded array the random-weights model never closes within max_tokens.
+    # Only the groups needing models (or a custom chute) this gateway lacks may skip, and
+    # tool_choice "required", whose unbounded array the random-weights model never closes
+    # within max_tokens.
     skipped = {name for name, status in seen.items() if status == "skip"}
     assert {name.split("/")[0] for name in skipped} <= {
         "embeddings",
         "images",
         "rerank",
         "tools",
+        "cords",
     }, output
     assert skipped & {"tools/named", "tools/streamed"} == set(), output
     assert sum(status == "pass" for status in seen.values()) >= 24
@@ -99,7 +101,7 @@ def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_
                                    ENGINE_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
     assert code == 1, output  # it ran to the end and found differences
-    assert len(seen) == 41 and "Traceback" not in output
+    assert len(seen) == 43 and "Traceback" not in output
     # Chutes' header and error conventions are chutebox's, not vLLM's.
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
                   "headers/invocation-id", "headers/connections"):  # fmt: skip
@@ -120,12 +122,12 @@ def test_chutebox_in_front_of_a_vllm_it_did_not_start_passes_every_check(
         code, report, output = run_kit(tmp_path, "--base-url", served.base_url, "--api-key",
                                        API_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
-    assert code == 0 and len(seen) == 41, output
+    assert code == 0 and len(seen) == 43, output
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
                   "headers/invocation-id", "headers/connections", "chat/non-stream"):  # fmt: skip
         assert seen[check] == "pass", output
     skipped = {name.split("/")[0] for name, status in seen.items() if status == "skip"}
-    assert skipped <= {"embeddings", "images", "rerank", "tools"}, output
+    assert skipped <= {"embeddings", "images", "rerank", "tools", "cords"}, output
 
 
 LITELLM_PYTHON = ROOT / ".venv-litellm" / "bin" / "python"

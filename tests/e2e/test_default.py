@@ -56,6 +56,8 @@ def test_the_embedded_default_answers(tmp_path: Path) -> None:
     assert {name for name, status in seen.items() if status == "skip"} == {
         "images/generate",
         "images/openai",
+        "cords/accepts",  # no custom chute in the default
+        "cords/refuses",
     }, output
     assert [len(d.embedding) for d in vectors.data] == [384, 384]
     assert "Paris" in (reply.choices[0].message.content or "")

@@ -36,7 +36,8 @@ def test_without_a_key_status_says_only_what_ready_says(gateway: Gateway) -> Non
     assert public["full"] is False
     assert [c["name"] for c in public["chutes"]] == list(ready["chutes"])
     for chute in public["chutes"]:
-        assert set(chute) == {"name", "engine", "state", "replicas"}
+        # The id is derived from the public name (the SDK's uuid5 rule): public as the name is.
+        assert set(chute) == {"name", "chute_id", "engine", "state", "replicas"}
         assert all(set(r) == {"index", "state"} for r in chute["replicas"])
     with gateway.client(key="not-a-key") as client:
         assert client.get("/status").json()["full"] is False
