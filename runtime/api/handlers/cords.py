@@ -20,10 +20,10 @@ from starlette.types import Receive, Scope, Send
 
 from runtime.api.record import record_of
 from runtime.api.relay.cord import CordCall
-from runtime.api.relay.request import open_gateway
+from runtime.api.relay.request import admit, open_gateway
 from runtime.api.state import read_body
 from runtime.errors import ConfigError, InvalidRequestError, MethodNotAllowedError, NotFoundError
-from runtime.fleet.chutes import Chute, ChuteSet, Lease
+from runtime.fleet.chutes import Chute, ChuteSet
 from runtime.fleet.cords import METHODS, Cord
 
 PREFIX = "/chutes/{chute}/{path:path}"
@@ -77,13 +77,7 @@ class CordEndpoint:
         record.chute = chute.name
         body = await read_body(record.headers, receive, gateway.limits.max_body_bytes)
         chute.require_ready()
-        if not chute.admission.take():
-            await chute.admission.acquire()
-        try:
-            lease = Lease(chute, slot=True)
-        except BaseException:
-            chute.admission.release()
-            raise
+        lease = await admit(chute, slot=True)
         target = cord.path
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")

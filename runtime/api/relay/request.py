@@ -134,7 +134,7 @@ async def forward(
         if chute.router.kv and "cache_salt" not in data:
             refine = engine_tokens(gateway, chute, body, op.capability)
     payload = fastjson.dumps(body)  # before the slot: from the lease on, the call gives it back
-    lease = await admit(chute, op, prefer, prompt, refine)
+    lease = await admit(chute, op.slot, prefer, prompt, refine)
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
@@ -156,7 +156,7 @@ async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> 
         )
     record.chute = chute.name
     chute.require_ready()
-    lease = await admit(chute, op, held.replica)
+    lease = await admit(chute, op.slot, held.replica)
     path = scope["path"]
     if scope.get("query_string"):
         path += "?" + scope["query_string"].decode("latin-1")
@@ -202,23 +202,23 @@ async def _tokenize(gateway: AppState, endpoint: Endpoint, request: bytes) -> li
 
 async def admit(
     chute: Chute,
-    op: Operation,
-    prefer: int | None,
+    slot: bool,
+    prefer: int | None = None,
     prompt: Prompt | None = None,
     refine: Refine | None = None,
 ) -> Lease:
-    """A concurrency slot when the route takes one, then a replica to send to. `refine`
-    completes the prompt once the slot is held: a request refused for lack of one costs the
-    engines nothing."""
-    if op.slot and not chute.admission.take():
+    """A concurrency slot when the route takes one (`slot`), then a replica to send to.
+    `refine` completes the prompt once the slot is held: a request refused for lack of one
+    costs the engines nothing."""
+    if slot and not chute.admission.take():
         await chute.admission.acquire()
     try:
         if prompt is not None and refine is not None:
             prompt = await refine(prompt)
         # Not ready after a wait in the queue (a restart): 503. The lease gives the slot back.
-        return Lease(chute, prefer, prompt, op.slot)
+        return Lease(chute, prefer, prompt, slot)
     except BaseException:
-        if op.slot:
+        if slot:
             chute.admission.release()
         raise
 
