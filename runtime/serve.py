@@ -99,13 +99,14 @@ def build_chute(
         raise ConfigError(f"chute {settings.served_name}: engine_args: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"chute {settings.served_name}: {exc}") from None
-    if check_engine:
-        check_importable(settings, backend)
     code = None
     if check_engine and CORDS in backend.capabilities:
-        # What the gateway routes by, from the chute's own interpreter.
+        # What the gateway routes by, from the chute's own interpreter; this also finds an
+        # interpreter without the SDK, and says what to install where.
         code = describe(Path(settings.model), chute_attr(split_args(settings.engine_args)),
                         settings.python)  # fmt: skip
+    elif check_engine:
+        check_importable(settings, backend)
     return Chute(settings=settings, backend=backend, admission=admission, code=code)
 
 

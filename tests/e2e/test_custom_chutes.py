@@ -310,6 +310,8 @@ def test_listings_show_each_chute_its_id_and_cords(served: Served) -> None:
     assert echo["url"] == "/chutes/toolbox/echo" and echo["body_schema"]["required"] == ["text"]
     models = httpx.get(served.base_url + "/v1/models", headers=HEADERS).json()["data"]
     assert [m["id"] for m in models] == ["tiny"] and models[0]["chute_id"]  # models only
+    one = httpx.get(served.base_url + "/v1/models/toolbox", headers=HEADERS)
+    assert one.status_code == 404  # as the listing: a custom chute is no model
     status = httpx.get(served.base_url + "/status", headers=HEADERS).json()
     toolbox = next(c for c in status["chutes"] if c["name"] == "toolbox")
     assert "/chutes/toolbox/square" in toolbox["routes"]

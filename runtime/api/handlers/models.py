@@ -40,7 +40,7 @@ async def list_models(request: Request) -> JSONResponse:
 async def retrieve_model(request: Request) -> JSONResponse:
     name = request.path_params["model"]
     chute = gateway_of(request).chutes.get(name)
-    if chute is None:
+    if chute is None or chute.code is not None:  # a custom chute is no model (GET /chutes)
         raise NotFoundError(f"model not found: {name}", param="model", code="model_not_found")
     return JSONResponse(model_card(chute).model_dump(exclude_none=True))
 
