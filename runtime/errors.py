@@ -123,6 +123,12 @@ class UpstreamError(ChuteboxError):
     code = "engine_unreachable"
 
 
+class EngineLostError(UpstreamError):
+    """The engine closed the connection after the request reached it, before its reply was
+    complete: it died or was restarted under the request (a chat or completions request is
+    then moved to another replica, `migration_limit`)."""
+
+
 class EngineError(ChuteboxError):
     """An error the engine itself answered; its status and message reach the client."""
 

@@ -41,6 +41,8 @@ class RequestRecord:
     ttft: float | None = None
     usage: Usage | None = None
     disconnected: bool = False
+    # Times the request moved off an engine that died under it (runtime.api.relay.migration).
+    migrations: int = 0
     # A configured key came with the request (set on public routes too, where it is optional).
     authenticated: bool = False
 

@@ -110,6 +110,18 @@ class ChuteSettings(BaseModel):
         description="prefix routing also follows the engines' KV-cache events (vLLM): exact, "
         "at one /tokenize call per request (bench/routing.py measured it slower on CPU engines)",
     )
+    migration_limit: int = Field(
+        3,
+        ge=0,
+        le=16,
+        description="times a chat or completions request whose engine dies under it is moved "
+        "to another ready replica, its stream continued where it was (0: off)",
+    )
+    migration_wait: float = Field(
+        60.0,
+        ge=0,
+        description="seconds a moved request waits for a ready replica (a restart) when none is",
+    )
 
     url: tuple[str, ...] = Field(
         (),

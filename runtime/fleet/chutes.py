@@ -31,6 +31,9 @@ from runtime.protocol.rewrite import split_thinking
 
 log = logging.getLogger("chutebox.supervisor")
 RETRY_AFTER = {"Retry-After": "5"}
+# How often a request waiting for a replica to come back looks again (a restart takes seconds
+# to minutes; the wait is rare, the check cheap).
+RELOCATE_POLL = 0.2
 
 
 class ChuteState(enum.Enum):
@@ -212,6 +215,29 @@ class Lease:
             replica.outstanding += 1  # `release` still counts it out once
             raise
         return self.endpoint
+
+    async def relocate(self, reason: str, wait: float) -> Endpoint:
+        """The replica broke off a request it had taken (its engine died under it): mark it
+        unreachable and move to a ready replica, waiting up to `wait` seconds for one (the
+        same replica, restarted) when none is ready (then 503 with Retry-After)."""
+        replica = self.replica
+        if replica.mark_unreachable(reason):
+            log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
+        replica.outstanding -= 1
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    self.replica = self.chute.pick(prompt=self.prompt)
+                    return self.endpoint
+                except EngineUnavailableError:
+                    if time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(RELOCATE_POLL)
+        except BaseException:
+            self.replica = replica
+            replica.outstanding += 1  # `release` still counts it out once
+            raise
 
     def release(self) -> None:
         self.replica.outstanding -= 1

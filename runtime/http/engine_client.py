@@ -36,7 +36,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from runtime.errors import EngineDownError, InvalidRequestError, UpstreamError
+from runtime.errors import (
+    EngineDownError,
+    EngineLostError,
+    InvalidRequestError,
+    UpstreamError,
+)
 
 # Past this much unread body, stop reading from the engine until the client catches up.
 HIGH_WATER = 1 << 20
@@ -419,20 +424,22 @@ class Upstream:
         connection, reused = await self._acquire(pool)
         try:
             return await self._exchange(connection, request)
-        except UpstreamBroken as exc:
-            if connection.received or not isinstance(exc, EngineClosed):
-                raise UpstreamError(f"the engine did not answer: {exc}") from exc
+        except EngineClosed as exc:
+            if connection.received:
+                raise EngineLostError(f"the engine broke off its reply: {exc}") from exc
             if not reused:
                 raise EngineDownError(
                     f"the engine dropped the connection unanswered: {exc}"
                 ) from exc
+        except UpstreamBroken as exc:
+            raise UpstreamError(f"the engine did not answer: {exc}") from exc
         # A pooled connection the engine had just closed: once more, on a new one.
         connection, _ = await self._acquire(pool, fresh=True)
         try:
             return await self._exchange(connection, request)
         except EngineClosed as exc:
             if connection.received:
-                raise UpstreamError(f"the engine did not answer: {exc}") from exc
+                raise EngineLostError(f"the engine broke off its reply: {exc}") from exc
             raise EngineDownError(f"the engine dropped the connection unanswered: {exc}") from exc
         except UpstreamBroken as exc:
             raise UpstreamError(f"the engine did not answer: {exc}") from exc

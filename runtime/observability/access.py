@@ -26,13 +26,15 @@ class AccessEntry:
     chute: str
     invocation_id: str
     usage: Usage | None = None
+    migrations: int = 0
 
     def message(self) -> str:
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
         tokens = f" tokens={self.usage[0]}+{self.usage[1]}" if self.usage is not None else ""
+        moved = f" migrated={self.migrations}" if self.migrations else ""
         return (
             f'{peer} "{self.method} {self.path}" {self.status} {self.elapsed * 1000:.1f}ms '
-            f"chute={self.chute or '-'}{tokens} id={self.invocation_id}"
+            f"chute={self.chute or '-'}{tokens}{moved} id={self.invocation_id}"
         )
 
     def fields(self) -> dict[str, object]:
@@ -47,6 +49,8 @@ class AccessEntry:
         }
         if self.usage is not None:
             fields["prompt_tokens"], fields["completion_tokens"] = self.usage
+        if self.migrations:
+            fields["migrations"] = self.migrations
         return fields
 
 

@@ -85,6 +85,7 @@ class Metrics:
         self.streams: dict[str, StreamMeters] = {}
         self.token_counts: dict[str, list[int]] = {}
         self.disconnects: dict[tuple[str, str], int] = {}
+        self.migrations: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(RequestCollector(self))
         self.registry.register(ChuteCollector(chutes))
@@ -109,6 +110,9 @@ class Metrics:
 
     def disconnected(self, chute: str, route: str) -> None:
         self.disconnects[(chute, route)] = self.disconnects.get((chute, route), 0) + 1
+
+    def migrated(self, chute: str) -> None:
+        self.migrations[chute] = self.migrations.get(chute, 0) + 1
 
     def stream_meters(self, chute: str) -> StreamMeters:
         meters = self.streams.get(chute)
@@ -155,7 +159,13 @@ class RequestCollector(Collector):
         # leaves: rate() and alerts need the series to exist before its first event.
         for labels in m.routes.keys() | m.disconnects.keys():
             disconnects.add_metric(list(labels), m.disconnects.get(labels, 0))
-        yield from (requests, duration, ttft, itl, prompt, completion, disconnects)
+        migrations = _counter(
+            "request_migrations", "Requests moved off an engine that died under them", "chute"
+        )
+        # At 0 from a chute's first answer, as the disconnects are.
+        for chute in {c for c, _ in m.routes if c} | m.migrations.keys():
+            migrations.add_metric([chute], m.migrations.get(chute, 0))
+        yield from (requests, duration, ttft, itl, prompt, completion, disconnects, migrations)
 
 
 def _counter(name: str, doc: str, *labels: str) -> CounterMetricFamily:

@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY
-from tests.support.servers import Served, chutebox_serve, engine_pids, wait_replicas_ready
+from tests.support.servers import (
+    Served,
+    chutebox_serve,
+    engine_pids,
+    eventually,
+    wait_replicas_ready,
+)
 from tests.support.tiny_llama import CORPUS
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
@@ -29,7 +35,9 @@ def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     config.write_text(
         f'[[chutes]]\nname = "tiny"\nmodel = {json.dumps(str(tiny_model))}\nreplicas = 2\n'
         "routing_kv_events = true\n"
-        'engine_args = "--dtype bfloat16 --max-model-len 512 --enforce-eager '
+        # A stream whose engine is killed may wait for its restart (a slow one on 2 cores).
+        "migration_wait = 300\n"
+        'engine_args = "--dtype bfloat16 --max-model-len 2048 --enforce-eager '
         '--enable-prompt-tokens-details"\n'
     )
     args = ["--config", str(config), "--api-key", API_KEY]
@@ -127,5 +135,107 @@ def test_killing_one_replica_loses_no_request(gateway: Served) -> None:
     assert set(replies) == {200}, replies
     # The killed replica comes back (without load: on 2 cores, vLLM puts the restarting
     # engine's scheduler on the other replica's core, where a busy one can starve it).
+    replicas = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
+    assert [r["state"] for r in replicas] == ["ready", "ready"]
+
+
+def replica_engines(served: Served) -> dict[int, int]:
+    """Each replica's engine process (its latest start), by replica index."""
+    sockets = dict(re.findall(r"\[tiny/(\d)\] starting engine: .* --uds (\S+)", served.log_text()))
+    found = {}
+    for pid in engine_pids(served):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        for index, socket in sockets.items():
+            if socket.encode() in cmdline:
+                found[int(index)] = pid
+    return found
+
+
+def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_stream(
+    gateway: Served,
+) -> None:
+    """SIGKILL of the engine serving a stream, some time into it: the client's stream goes
+    on at the other replica, or (the other one still restarting) waits for the restarted
+    one; at temperature 0 it is the answer uninterrupted.
+
+    On 2 cores a tiny model's stream can end before a kill lands (the engines starve each
+    other, and it may come in one burst): a kill after the last token moved nothing, and
+    that trial is not counted (each one's access line says whether it moved)."""
+    wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "the mill by the river"}],
+        "max_tokens": 1500,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+    }
+
+    def kill_when_serving(after: float, done: threading.Event) -> None:
+        """Kill the engine the stream went to, `after` seconds after the gateway took it."""
+        while not done.is_set():
+            status = httpx.get(gateway.base_url + "/status", headers=headers).json()
+            serving = [r["index"] for r in status["chutes"][0]["replicas"] if r["outstanding"]]
+            if serving:
+                done.wait(after)
+                if not done.is_set():
+                    engines = replica_engines(gateway)
+                    assert serving[0] in engines, (serving, engines)
+                    os.killpg(
+                        engines[serving[0]], signal.SIGKILL
+                    )  # the API server and its engine core
+                return
+            time.sleep(0.01)
+
+    def read(kill_after: float | None) -> tuple[str, int, str]:
+        text, tokens = "", 0
+        done = threading.Event()
+        killer = threading.Thread(target=kill_when_serving, args=(kill_after, done))
+        if kill_after is not None:
+            killer.start()
+        with httpx.stream(
+            "POST",
+            gateway.base_url + "/v1/chat/completions",
+            json=body,
+            headers=headers,
+            timeout=600,
+        ) as reply:
+            assert reply.status_code == 200
+            for line in reply.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                event = json.loads(line[6:])
+                assert "error" not in event, event
+                for choice in event["choices"]:
+                    text += choice["delta"].get("content") or ""
+                tokens = (event.get("usage") or {}).get("completion_tokens", tokens)
+        done.set()
+        if kill_after is not None:
+            killer.join(30)
+        return text, tokens, reply.headers["x-chutes-invocationid"]
+
+    def access_line(invocation: str) -> str:
+        lines = eventually(
+            lambda: [
+                ln
+                for ln in gateway.log_text().splitlines()
+                if f"id={invocation}" in ln and "chutebox.access" in ln
+            ]
+        )
+        return str(lines[-1])
+
+    whole = read(None)
+    assert whole[1] == 1500
+    moved = 0
+    for kill_after in (0.1, 1.0, 0.1, 1.0, 0.1, 1.0):
+        text, tokens, invocation = read(kill_after)
+        assert (text, tokens) == whole[:2]
+        moved += "migrated=1" in access_line(invocation)
+        if moved == 2:
+            break
+    assert moved == 2
+    metrics = httpx.get(gateway.base_url + "/metrics").text
+    assert 'chutebox_request_migrations_total{chute="tiny"} 2.0' in metrics
     replicas = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
     assert [r["state"] for r in replicas] == ["ready", "ready"]

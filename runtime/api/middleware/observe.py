@@ -62,6 +62,7 @@ class Observer:
                 chute=record.chute,
                 invocation_id=record.invocation_id,
                 usage=record.usage,
+                migrations=record.migrations,
             )
             self.access_log.add(entry)
         if self.traffic is not None:

@@ -12,23 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
 from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from runtime.api.record import RequestRecord
+from runtime.api.relay.migration import Migration, MigrationPlan
 from runtime.errors import (
+    ChuteboxError,
     Dialect,
     EngineDownError,
+    EngineLostError,
     GatewayStoppingError,
     UpstreamError,
     from_engine_body,
 )
 from runtime.fleet.backend import AbortCall
 from runtime.fleet.chutes import ChuteSet, Lease
-from runtime.http.engine_client import Upstream, UpstreamBroken, UpstreamResponse
+from runtime.http.engine_client import EngineClosed, Upstream, UpstreamBroken, UpstreamResponse
 from runtime.observability.metrics import Metrics, StreamMeters
 from runtime.observability.usage import Usage, find_usage
 
@@ -121,6 +124,7 @@ class EngineCall:
         on_reply: Callable[[bytes], None] | None = None,
         count_usage: bool = True,
         on_done: Callable[[], None] | None = None,
+        migration: MigrationPlan | None = None,
     ) -> None:
         self.upstream = upstream
         self.lease = lease
@@ -137,6 +141,11 @@ class EngineCall:
         self.on_reply = on_reply
         self.count_usage = count_usage
         self.on_done = on_done
+        self.migration = (
+            Migration(migration, lease, record, path, self._resend, metrics)
+            if migration is not None
+            else None
+        )
         # What the call learns as it runs.
         self._started = False
         self._stream: StreamRelay | None = None
@@ -197,13 +206,10 @@ class EngineCall:
 
     async def _relay(self, send: Send, record: RequestRecord) -> None:
         asked = perf_counter()
-        response = await send_on_lease(self.upstream, self.lease, self.method, self.path, self.body)
+        response = await self._send()
         reusable = False
         try:
-            if response.status >= 400:
-                body = await _read(response)
-                reusable = True  # read to the end: the connection can serve the next request
-                raise from_engine_body(response.status, body)
+            await _refuse_errors(response)
             content_type = response.headers.get("content-type", "application/json")
             if content_type.startswith("text/event-stream"):
                 record.engine_wait = perf_counter() - asked
@@ -211,14 +217,19 @@ class EngineCall:
                 headers = self._headers(content_type, SSE_HEADERS)
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 meters = self.metrics.stream_meters(self.chute) if self.metrics else None
-                relay = StreamRelay(response, send, meters, record.started, self.keepalive,
+                source = (
+                    response.iter_chunks()
+                    if self.migration is None
+                    else self.migration.events(response, self.body or b"")
+                )
+                relay = StreamRelay(source, send, meters, record.started, self.keepalive,
                                     self.dialect, self._first_event(record))  # fmt: skip
                 self._stream = relay
-                reusable = await relay.run()
+                # A stream moved elsewhere left this connection broken.
+                reusable = await relay.run() and not self._moved
                 self._count(record, find_usage(relay.tail))
             else:
-                complete = response.complete()
-                body = complete if complete is not None else await _read(response)
+                response, body = await self._whole(response)
                 record.engine_wait = perf_counter() - asked
                 extra = [(b"content-length", b"%d" % len(body))]
                 for name in RELAYED_HEADERS:
@@ -238,6 +249,43 @@ class EngineCall:
                 response.release()
             else:
                 response.close()
+
+    @property
+    def _moved(self) -> bool:
+        return self.migration is not None and self.migration.moves > 0
+
+    async def _send(self) -> UpstreamResponse:
+        """The engine's reply headers; a request whose engine died before them moves."""
+        while True:
+            try:
+                return await send_on_lease(
+                    self.upstream, self.lease, self.method, self.path, self.body
+                )
+            except EngineLostError as exc:
+                if self.migration is None or not self.migration.may_move():
+                    raise
+                await self.migration.move(exc.message)
+
+    async def _resend(self, path: str, body: bytes) -> UpstreamResponse:
+        return await send_on_lease(self.upstream, self.lease, "POST", path, body)
+
+    async def _whole(self, response: UpstreamResponse) -> tuple[UpstreamResponse, bytes]:
+        """A whole reply's body; asked again elsewhere when its engine dies before the end."""
+        while True:
+            complete = response.complete()
+            if complete is not None:
+                return response, complete
+            try:
+                return response, await response.read()
+            except UpstreamBroken as exc:
+                response.close()
+                migration = self.migration
+                moves = isinstance(exc, EngineClosed) and migration is not None
+                if migration is None or not moves or not migration.may_move():
+                    raise UpstreamError(f"the engine broke off its reply: {exc}") from exc
+                await migration.move(f"the engine broke off its reply: {exc}")
+            response = await self._send()
+            await _refuse_errors(response)
 
     def _first_event(self, record: RequestRecord) -> Callable[[bytes], None]:
         def first(chunk: bytes) -> None:
@@ -268,6 +316,14 @@ async def send_on_lease(
             endpoint = lease.fail_over(exc.message)
 
 
+async def _refuse_errors(response: UpstreamResponse) -> None:
+    """An engine's error reply becomes the client's (its connection read to the end)."""
+    if response.status >= 400:
+        body = await _read(response)
+        response.release()
+        raise from_engine_body(response.status, body)
+
+
 async def _read(response: UpstreamResponse) -> bytes:
     try:
         return await response.read()
@@ -276,7 +332,8 @@ async def _read(response: UpstreamResponse) -> bytes:
 
 
 class StreamRelay:
-    """Relays SSE bytes as they arrive, timing them, with keep-alive comments in silences.
+    """Relays SSE bytes as they arrive from `source`, timing them, with keep-alive comments
+    in silences.
 
     A keep-alive goes out only between events, and never while a chunk is being sent: both
     writers hold `lock` around `send`. The silences are watched by a timer, not a task per
@@ -287,7 +344,7 @@ class StreamRelay:
 
     def __init__(
         self,
-        response: UpstreamResponse,
+        source: AsyncIterator[bytes],
         send: Send,
         meters: StreamMeters | None,
         started: float,
@@ -295,7 +352,7 @@ class StreamRelay:
         dialect: Dialect = Dialect.OPENAI,
         on_first: Callable[[bytes], None] | None = None,
     ) -> None:
-        self.response = response
+        self.source = source
         self.dialect = dialect
         self.on_first = on_first
         self.send = send
@@ -320,12 +377,15 @@ class StreamRelay:
                 self._timer.cancel()
             if self._ping is not None:
                 self._ping.cancel()
+            close = getattr(self.source, "aclose", None)
+            if close is not None:  # a generator left at a `yield` (the client left) ends now
+                await close()
 
     async def _pump(self) -> bool:
         complete, previous, chunk = True, b"", b""
         meters, first = self.meters, True
         try:
-            async for chunk in self.response.iter_chunks():
+            async for chunk in self.source:
                 now = perf_counter()
                 if first and self.on_first is not None:
                     self.on_first(chunk)
@@ -337,8 +397,13 @@ class StreamRelay:
                 first, self.last, self.written, previous = False, now, now, self.tail
                 self.tail, self.boundary = chunk, chunk.endswith(b"\n\n")
                 await self._write(chunk)
-        except UpstreamBroken as exc:
-            error = UpstreamError(f"the engine broke off the stream: {exc}")
+        except (UpstreamBroken, ChuteboxError) as exc:
+            # A request moved off a dead engine may find no replica to go on on (503).
+            error = (
+                exc
+                if isinstance(exc, ChuteboxError)
+                else UpstreamError(f"the engine broke off the stream: {exc}")
+            )
             await self.fail(self.dialect.sse_event(error))
             complete = False
         self.tail = previous + self.tail

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from runtime.api.operation import Operation, Rewrite, Target, served_paths
 from runtime.api.record import RequestRecord, record_of
+from runtime.api.relay.migration import MigrationPlan, plan_migration
 from runtime.api.relay.reply import EngineCall
 from runtime.api.route_table import ENGINE_OPERATIONS
 from runtime.api.state import AppState, Limits, read_body
@@ -133,12 +134,23 @@ async def forward(
         # (runtime.fleet.routing.kv_events).
         if chute.router.kv and "cache_salt" not in data:
             refine = engine_tokens(gateway, chute, body, op.capability)
+    migration = plan_migration(chute, op, body)  # (may ask the engine for token ids)
     payload = fastjson.dumps(body)  # before the slot: from the lease on, the call gives it back
     lease = await admit(chute, op.slot, prefer, prompt, refine)
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
-    return _call(gateway, record, lease, op, op.path, payload, abort=abort, on_reply=on_reply)
+    return _call(
+        gateway,
+        record,
+        lease,
+        op,
+        op.path,
+        payload,
+        abort=abort,
+        on_reply=on_reply,
+        migration=migration,
+    )
 
 
 async def forward_stored(record: RequestRecord, scope: Scope, op: Operation) -> EngineCall:
@@ -241,6 +253,7 @@ def _call(
     abort: AbortCall | None = None,
     on_reply: Callable[[bytes], None] | None = None,
     count_usage: bool = True,
+    migration: MigrationPlan | None = None,
 ) -> EngineCall:
     return EngineCall(
         gateway.upstream,
@@ -255,6 +268,7 @@ def _call(
         abort=abort,
         on_reply=on_reply,
         count_usage=count_usage,
+        migration=migration,
     )
 
 

@@ -191,7 +191,7 @@ def test_silences_carry_keepalive_comments_and_none_follow_the_end() -> None:
         async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message["body"])
 
-        relay = StreamRelay(SlowEngine([0.0, 0.35, 0.01]), send, None, 0.0, 0.1)  # type: ignore[arg-type]
+        relay = StreamRelay(SlowEngine([0.0, 0.35, 0.01]).iter_chunks(), send, None, 0.0, 0.1)
         before = len(asyncio.all_tasks())
         assert await relay.run()
         at_end = list(sent)
