@@ -46,6 +46,7 @@ PP_FLAGS = ("--pipeline-parallel-size", "-pp")
 DP_FLAGS = ("--data-parallel-size", "-dp")
 # A chute that configures its own events keeps them; the router then matches approximately.
 KV_EVENT_FLAGS = ("--kv-events-config",)
+TRACING_FLAGS = ("--otlp-traces-endpoint",)
 EXECUTOR_FLAGS = ("--distributed-executor-backend",)
 
 
@@ -117,7 +118,17 @@ class VLLMBackend:
             kv_events = request.kv_events
             config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": kv_events}
             argv += ["--kv-events-config", json.dumps(config)]
+        argv += self._tracing(request, env)
         return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events)
+
+    def _tracing(self, request: LaunchRequest, env: dict[str, str]) -> list[str]:
+        """vLLM's own request spans, sent where the gateway's go: with the trace context the
+        gateway passes, they join its request's trace."""
+        if not request.otlp_endpoint or has_flag(request.engine_args, TRACING_FLAGS):
+            return []
+        env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = request.otlp_protocol
+        env["OTEL_SERVICE_NAME"] = f"vllm:{request.served_name}"
+        return ["--otlp-traces-endpoint", request.otlp_endpoint]
 
     def _headless(self, request: LaunchRequest, ray: bool) -> LaunchSpec:
         """A rank-N node's share of a multi-node engine: vLLM's own `serve --headless`

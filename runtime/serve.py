@@ -30,6 +30,7 @@ from runtime.fleet.cords import chute_attr
 from runtime.fleet.registry import UnknownEngineError, load_backend
 from runtime.http.engine_client import Endpoint
 from runtime.http.guard import ConnectionLimits, guarded_protocol
+from runtime.observability.tracing import Tracing
 from runtime.planner.host import Host
 from runtime.planner.inventory import parse_gpu_spec
 from runtime.planner.plan import Plan
@@ -162,6 +163,8 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
         hub=access,
         link=settings.engine_link,
         leader_address=settings.leader_address,
+        otlp_endpoint=settings.otlp_endpoint or "",
+        otlp_protocol=settings.otlp_protocol,
     )
 
 
@@ -284,7 +287,11 @@ def server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
 
 def run_server(settings: Settings, api_keys: tuple[str, ...], chutes: ChuteSet, host: Host) -> int:
     supervisor = Supervisor(chutes, host, supervisor_config(settings))
-    app = create_app(settings, chutes, api_keys=api_keys, supervisor=supervisor)
+    tracing = None
+    if settings.otlp_endpoint:
+        tracing = Tracing.create(settings.otlp_endpoint, settings.otlp_protocol)
+        log.info("tracing to %s (%s)", settings.otlp_endpoint, settings.otlp_protocol)
+    app = create_app(settings, chutes, api_keys=api_keys, supervisor=supervisor, tracing=tracing)
     log.info(
         "gateway on http://%s:%d/v1 serving %s; GET /ready turns 200 once every engine answers",
         settings.host, settings.port, ", ".join(c.name for c in chutes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from runtime.fleet.chutes import ChuteSet
 from runtime.http.engine_client import Upstream, UpstreamTimeouts
 from runtime.observability.access import AccessLog
 from runtime.observability.metrics import CONTENT_TYPE, Metrics
+from runtime.observability.tracing import Tracing
 from runtime.observability.traffic import Traffic
 from runtime.protocol.rewrite import RewriteRules
 from runtime.supervision.supervisor import Supervisor
@@ -89,8 +91,10 @@ def create_app(
     *,
     api_keys: tuple[str, ...] = (),
     supervisor: Supervisor | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
-    """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings)."""
+    """Build the gateway. `api_keys` empty means no auth (the CLI decides, from settings);
+    `tracing`: where request spans go (None: no tracing)."""
 
     metrics = Metrics(chutes) if settings.metrics else None
     access_log = AccessLog() if settings.access_log else None
@@ -126,6 +130,8 @@ def create_app(
             if supervisor is not None:
                 await supervisor.stop()
             await upstream.close()
+            if tracing is not None:  # the spans still buffered go out before the exit
+                await asyncio.to_thread(tracing.shutdown)
 
     document = openapi_route(
         metrics=metrics is not None,
@@ -136,7 +142,7 @@ def create_app(
     if metrics is not None:
         routes.append(metrics_route(metrics))
     routes += cord_routes(chutes, taken={r.path for r in routes if isinstance(r, Route)})
-    observer = Observer(metrics, access_log, traffic)
+    observer = Observer(metrics, access_log, traffic, tracing)
     middleware = [
         Middleware(ObserveMiddleware, observer=observer, operations=exact_table(operations)),
         Middleware(InvocationMiddleware),

@@ -43,6 +43,14 @@ class RequestRecord:
     disconnected: bool = False
     # Times the request moved off an engine that died under it (runtime.api.relay.migration).
     migrations: int = 0
+    # For its trace (runtime.observability.tracing), when tracing is on: the `model` asked
+    # for, the replica that answered, the seconds spent waiting for a slot, the reply's id,
+    # and the headers that carry the trace to the engine.
+    model: str | None = None
+    replica: int | None = None
+    queue_time: float | None = None
+    response_id: str | None = None
+    trace_headers: dict[str, str] | None = None
     # A configured key came with the request (set on public routes too, where it is optional).
     authenticated: bool = False
 

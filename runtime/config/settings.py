@@ -360,6 +360,18 @@ class Settings(BaseModel):
         json_schema_extra={"flag": "--cors-origin"},
     )
     metrics: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
+    otlp_endpoint: str | None = Field(
+        None,
+        description="send a trace span per request to this OTLP collector, and start vLLM "
+        "chutes with it too (their spans join the request's): host:port for gRPC, the whole "
+        "…/v1/traces URL for http/protobuf (default: no tracing)",
+        json_schema_extra={"env": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
+    )
+    otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
+        "grpc",
+        description="how spans reach the collector (vLLM's default too)",
+        json_schema_extra={"env": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
+    )
     ui: bool = Field(True, description="serve the status page and playground at / (--no-ui)")
     access_log: bool = Field(True, description="log one line per request")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
@@ -411,7 +423,23 @@ def _from_env(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, A
                 values[field] = [k.strip() for k in raw.split(",") if k.strip()]
             else:
                 values[field] = raw
+    if model is Settings:
+        values.update(_otlp_from_env(values, environ))
     return values
+
+
+def _otlp_from_env(values: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """OpenTelemetry's variables for all signals, where the traces' own are not set; its
+    all-signals HTTP endpoint is a base URL that traces go to at `/v1/traces`."""
+    found: dict[str, Any] = {}
+    protocol = values.get("otlp_protocol") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol:
+        found["otlp_protocol"] = protocol
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if "otlp_endpoint" not in values and base:
+        http = protocol == "http/protobuf"
+        found["otlp_endpoint"] = base.rstrip("/") + "/v1/traces" if http else base
+    return found
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

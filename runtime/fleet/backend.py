@@ -79,6 +79,10 @@ class LaunchRequest:
     node_rank: int = 0
     master_addr: str = ""
     master_port: int = 0
+    # The OTLP collector the gateway traces to (empty: none), and how to reach it: engines
+    # that trace send their spans there too.
+    otlp_endpoint: str = ""
+    otlp_protocol: str = "grpc"
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ class SupervisorConfig:
     suspect_interval: float = 1.0
     # Where the ranks of a chute spanning nodes meet: the leader node's address.
     leader_address: str = "127.0.0.1"
+    # The OTLP collector engines that trace send their spans to (empty: none).
+    otlp_endpoint: str = ""
+    otlp_protocol: str = "grpc"
 
 
 def engine_device(chute: Chute, host: Host) -> Device:
@@ -273,6 +276,8 @@ class Supervisor:
             nodes=replica.plan.nodes,
             master_addr=self.config.leader_address,
             master_port=chute.settings.dist_port,
+            otlp_endpoint=self.config.otlp_endpoint,
+            otlp_protocol=self.config.otlp_protocol,
         )
 
     def _kv_events_endpoint(self, chute: Chute) -> str:

@@ -59,6 +59,7 @@ class ToyEngine:
     def __init__(self, name: str = "toy", cuts: list[int] | None = None) -> None:
         self.name = name
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[bytes, bytes]] = []
         self.cuts = cuts if cuts is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,6 +87,7 @@ class ToyEngine:
         elif path in ("/v1/chat/completions", "/v1/completions"):
             request = json.loads(body)
             self.requests.append(request)
+            self.headers.append(dict(scope["headers"]))
             await self._generate(request, path.endswith("chat/completions"), send)
         else:
             await _json(send, 404, {"error": {"message": "not found"}})

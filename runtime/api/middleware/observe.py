@@ -19,6 +19,7 @@ from runtime.api.operation import Operation
 from runtime.api.record import RequestRecord
 from runtime.observability.access import AccessEntry, AccessLog
 from runtime.observability.metrics import Metrics
+from runtime.observability.tracing import OPERATION_NAMES, Tracing
 from runtime.observability.traffic import Traffic
 
 # nginx's code for "client closed the request": what a disconnect is counted as.
@@ -36,10 +37,12 @@ class Observer:
         metrics: Metrics | None,
         access_log: AccessLog | None,
         traffic: Traffic | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics
         self.access_log = access_log
         self.traffic = traffic
+        self.tracing = tracing
 
     def answered(self, scope: Scope, record: RequestRecord, status: int) -> None:
         elapsed = perf_counter() - record.started
@@ -90,6 +93,11 @@ class ObserveMiddleware:
         op = self.operations.get((scope["path"], scope["method"]))
         record = RequestRecord.begin(scope, op)
         status = 500
+        tracing = self.observer.tracing
+        span = None
+        if tracing is not None:
+            span = tracing.start(scope["method"], scope["path"], record.headers)
+            record.trace_headers = tracing.headers(span)
 
         async def timed(message: Message) -> None:
             nonlocal status
@@ -102,6 +110,39 @@ class ObserveMiddleware:
             await self.app(scope, receive, timed)
         finally:
             self.observer.answered(scope, record, status)
+            if tracing is not None and span is not None:
+                status = CLIENT_CLOSED if record.disconnected else status
+                tracing.end(span, span_name(record), span_attributes(record), status)
+
+
+def span_name(record: RequestRecord) -> str | None:
+    """An inference's span name in GenAI's terms (`chat tiny`); None keeps `METHOD path`."""
+    op = record.operation
+    if op is None or op.capability is None or not record.chute:
+        return None
+    return f"{OPERATION_NAMES.get(op.capability, op.capability)} {record.model or record.chute}"
+
+
+def span_attributes(record: RequestRecord) -> dict[str, object]:
+    op = record.operation
+    usage = record.usage
+    return {
+        "gen_ai.operation.name": (
+            OPERATION_NAMES.get(op.capability, op.capability)
+            if op is not None and op.capability
+            else None
+        ),
+        "gen_ai.request.model": record.model,
+        "gen_ai.response.id": record.response_id,
+        "gen_ai.usage.input_tokens": usage.prompt_tokens if usage is not None else None,
+        "gen_ai.usage.output_tokens": usage.completion_tokens if usage is not None else None,
+        "gen_ai.latency.time_in_queue": record.queue_time,
+        "gen_ai.latency.time_to_first_token": record.ttft,
+        "chutebox.chute": record.chute or None,
+        "chutebox.replica": record.replica,
+        "chutebox.invocation_id": record.invocation_id,
+        "chutebox.migrations": record.migrations or None,
+    }
 
 
 def server_timing(record: RequestRecord) -> tuple[bytes, bytes]:

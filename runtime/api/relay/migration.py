@@ -38,7 +38,7 @@ log = logging.getLogger("chutebox.app")
 Resend = Callable[[str, bytes], Awaitable[UpstreamResponse]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MigrationPlan:
     """How one request may move: at most `limit` times, waiting up to `wait` seconds for a
     ready replica each time. `resume`: a stream continued mid-way; `strip`: the token ids
@@ -87,14 +87,12 @@ class Migration:
         lease: Lease,
         record: RequestRecord,
         path: str,
-        resend: Resend,
         metrics: Metrics | None,
     ) -> None:
         self.plan = plan
         self.lease = lease
         self.record = record
         self.path = path
-        self.resend = resend
         self.metrics = metrics
         self.moves = 0
 
@@ -119,9 +117,12 @@ class Migration:
             self.metrics.migrated(chute)
         await self.lease.relocate(reason, self.plan.wait)
 
-    async def events(self, first: UpstreamResponse, again: bytes) -> AsyncIterator[bytes]:
+    async def events(
+        self, first: UpstreamResponse, again: bytes, resend: Resend
+    ) -> AsyncIterator[bytes]:
         """The stream's events for the client, whole events only, from `first` and, when its
-        engine dies, from the replicas it moves to. `again`: the request as first sent."""
+        engine dies, from the replicas it moves to, asked by `resend(path, body)`. `again`:
+        the request as first sent."""
         plan = self.plan
         sent = bytearray()  # what the client received, token ids kept (when resumable)
         transcript: Transcript | None = None
@@ -149,7 +150,9 @@ class Migration:
                 except EngineClosed as exc:
                     reason = f"the engine broke off the stream: {exc}"
                     if not forwarded:  # the client has nothing yet: ask again as it was
-                        current = await self._again(current, first, reason, self.path, again)
+                        current = await self._again(
+                            current, first, reason, resend, self.path, again
+                        )
                         continue
                     transcript = Transcript.read(bytes(sent), plan.chat) if plan.resume else None
                     if transcript is None or not transcript.can_continue():
@@ -160,7 +163,7 @@ class Migration:
                         yield strip_ids(end) if plan.strip else end
                         return
                     current = await self._again(
-                        current, first, reason, CONTINUE_PATH, fastjson.dumps(body)
+                        current, first, reason, resend, CONTINUE_PATH, fastjson.dumps(body)
                     )
         finally:
             if current is not first:
@@ -181,6 +184,7 @@ class Migration:
         current: UpstreamResponse,
         first: UpstreamResponse,
         reason: str,
+        resend: Resend,
         path: str,
         body: bytes,
     ) -> UpstreamResponse:
@@ -189,7 +193,7 @@ class Migration:
         if current is not first:
             current.close()
         await self.move(reason)
-        response = await self.resend(path, body)
+        response = await resend(path, body)
         if response.status >= 400:
             reply = await response.read()
             response.release()

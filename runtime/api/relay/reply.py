@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -33,6 +33,7 @@ from runtime.fleet.backend import AbortCall
 from runtime.fleet.chutes import ChuteSet, Lease
 from runtime.http.engine_client import EngineClosed, Upstream, UpstreamBroken, UpstreamResponse
 from runtime.observability.metrics import Metrics, StreamMeters
+from runtime.observability.tracing import response_id
 from runtime.observability.usage import Usage, find_usage
 
 T = TypeVar("T")
@@ -141,11 +142,8 @@ class EngineCall:
         self.on_reply = on_reply
         self.count_usage = count_usage
         self.on_done = on_done
-        self.migration = (
-            Migration(migration, lease, record, path, self._resend, metrics)
-            if migration is not None
-            else None
-        )
+        self.plan = migration
+        self._migration: Migration | None = None
         # What the call learns as it runs.
         self._started = False
         self._stream: StreamRelay | None = None
@@ -176,6 +174,8 @@ class EngineCall:
             await self._stopped(send)
         finally:
             self.shutdown.relays.discard(task)
+            self._stream = None  # its first-event callback holds this call: no cycle left
+            record.replica = self.lease.replica.index
             self.lease.release()
             if self.on_done is not None:
                 self.on_done()
@@ -206,10 +206,11 @@ class EngineCall:
 
     async def _relay(self, send: Send, record: RequestRecord) -> None:
         asked = perf_counter()
-        response = await self._send()
+        response = await self._send(self.path, self.body)
         reusable = False
         try:
-            await _refuse_errors(response)
+            if response.status >= 400:
+                await _refuse_errors(response)
             content_type = response.headers.get("content-type", "application/json")
             if content_type.startswith("text/event-stream"):
                 record.engine_wait = perf_counter() - asked
@@ -217,10 +218,11 @@ class EngineCall:
                 headers = self._headers(content_type, SSE_HEADERS)
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 meters = self.metrics.stream_meters(self.chute) if self.metrics else None
+                mover = self._mover()
                 source = (
                     response.iter_chunks()
-                    if self.migration is None
-                    else self.migration.events(response, self.body or b"")
+                    if mover is None
+                    else mover.events(response, self.body or b"", self._send)
                 )
                 relay = StreamRelay(source, send, meters, record.started, self.keepalive,
                                     self.dialect, self._first_event(record))  # fmt: skip
@@ -229,7 +231,11 @@ class EngineCall:
                 reusable = await relay.run() and not self._moved
                 self._count(record, find_usage(relay.tail))
             else:
-                response, body = await self._whole(response)
+                complete = response.complete()
+                if complete is not None:
+                    body = complete
+                else:
+                    response, body = await self._whole(response)
                 record.engine_wait = perf_counter() - asked
                 extra = [(b"content-length", b"%d" % len(body))]
                 for name in RELAYED_HEADERS:
@@ -242,6 +248,8 @@ class EngineCall:
                 reusable = True
                 if content_type.startswith("application/json"):
                     self._count(record, find_usage(body))
+                    if record.trace_headers is not None:
+                        record.response_id = response_id(body)
                     if self.on_reply is not None:
                         self.on_reply(body)
         finally:
@@ -252,22 +260,34 @@ class EngineCall:
 
     @property
     def _moved(self) -> bool:
-        return self.migration is not None and self.migration.moves > 0
+        return self._migration is not None and self._migration.moves > 0
 
-    async def _send(self) -> UpstreamResponse:
-        """The engine's reply headers; a request whose engine died before them moves."""
+    def _mover(self) -> Migration | None:
+        """The request's migration, made when first needed (most requests never move)."""
+        if self._migration is None and self.plan is not None:
+            # No callback of this call's own in it: a reference cycle would keep every call
+            # (its record, lease and reply) alive until the cycle collector ran.
+            self._migration = Migration(self.plan, self.lease, self.record, self.path, self.metrics)
+        return self._migration
+
+    async def _send(self, path: str, body: bytes | None) -> UpstreamResponse:
+        """The engine's reply headers. A replica that refused the request unanswered is
+        marked down and another ready one asked (`Lease.fail_over`); one that took it and
+        died before its reply's headers is left as the migration says."""
+        endpoint = self.lease.endpoint
         while True:
             try:
-                return await send_on_lease(
-                    self.upstream, self.lease, self.method, self.path, self.body
+                return await self.upstream.send(
+                    endpoint, self.method, path, body, self.record.trace_headers
                 )
+            except EngineDownError as exc:
+                endpoint = self.lease.fail_over(exc.message)
             except EngineLostError as exc:
-                if self.migration is None or not self.migration.may_move():
+                mover = self._mover()
+                if mover is None or not mover.may_move():
                     raise
-                await self.migration.move(exc.message)
-
-    async def _resend(self, path: str, body: bytes) -> UpstreamResponse:
-        return await send_on_lease(self.upstream, self.lease, "POST", path, body)
+                await mover.move(exc.message)
+                endpoint = self.lease.endpoint
 
     async def _whole(self, response: UpstreamResponse) -> tuple[UpstreamResponse, bytes]:
         """A whole reply's body; asked again elsewhere when its engine dies before the end."""
@@ -279,17 +299,20 @@ class EngineCall:
                 return response, await response.read()
             except UpstreamBroken as exc:
                 response.close()
-                migration = self.migration
+                migration = self._mover()
                 moves = isinstance(exc, EngineClosed) and migration is not None
                 if migration is None or not moves or not migration.may_move():
                     raise UpstreamError(f"the engine broke off its reply: {exc}") from exc
                 await migration.move(f"the engine broke off its reply: {exc}")
-            response = await self._send()
-            await _refuse_errors(response)
+            response = await self._send(self.path, self.body)
+            if response.status >= 400:
+                await _refuse_errors(response)
 
     def _first_event(self, record: RequestRecord) -> Callable[[bytes], None]:
         def first(chunk: bytes) -> None:
             record.ttft = perf_counter() - record.started
+            if record.trace_headers is not None:
+                record.response_id = response_id(chunk)
             if self.on_reply is not None:
                 self.on_reply(chunk)
 
@@ -304,24 +327,29 @@ class EngineCall:
 
 
 async def send_on_lease(
-    upstream: Upstream, lease: Lease, method: str, path: str, body: bytes | None
+    upstream: Upstream,
+    lease: Lease,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: Mapping[str, str] | None = None,
 ) -> UpstreamResponse:
     """Send a request to the lease's replica; while a replica refuses it unanswered, mark that
-    one down and send it to another ready one (503 when none is left)."""
+    one down and send it to another ready one (503 when none is left). (An engine call does
+    this in `EngineCall._send`, with the migration beside it.)"""
     endpoint = lease.endpoint
     while True:
         try:
-            return await upstream.send(endpoint, method, path, body)
+            return await upstream.send(endpoint, method, path, body, headers)
         except EngineDownError as exc:
             endpoint = lease.fail_over(exc.message)
 
 
-async def _refuse_errors(response: UpstreamResponse) -> None:
+async def _refuse_errors(response: UpstreamResponse) -> NoReturn:
     """An engine's error reply becomes the client's (its connection read to the end)."""
-    if response.status >= 400:
-        body = await _read(response)
-        response.release()
-        raise from_engine_body(response.status, body)
+    body = await _read(response)
+    response.release()
+    raise from_engine_body(response.status, body)
 
 
 async def _read(response: UpstreamResponse) -> bytes:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from time import perf_counter
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -98,6 +99,7 @@ async def forward(
     else:
         chute, thinking = gateway.chutes.resolve(data["model"])
     record.chute = chute.name
+    record.model = data.get("model") or chute.name
     if not op.served_by(chute):
         raise unsupported(chute, op)
     engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
@@ -136,7 +138,9 @@ async def forward(
             refine = engine_tokens(gateway, chute, body, op.capability)
     migration = plan_migration(chute, op, body)  # (may ask the engine for token ids)
     payload = fastjson.dumps(body)  # before the slot: from the lease on, the call gives it back
+    asked = perf_counter()
     lease = await admit(chute, op.slot, prefer, prompt, refine)
+    record.queue_time = perf_counter() - asked
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)

@@ -15,17 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engines.vllm import VLLMBackend
-from runtime.api.app import create_app
-from runtime.config.settings import ChuteSettings, Settings
-from runtime.fleet.admission import Admission
-from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica
-from runtime.http.engine_client import Endpoint
-from runtime.protocol.fields import EngineFields
-from tests.support.toy_lm import VOCAB, ToyEngine
-from tests.support.uvicorn_thread import serve_in_thread
+from runtime.fleet.chutes import ChuteState
+from tests.support.toy_gateway import Pair, toy_pair
+from tests.support.toy_lm import VOCAB
 
-KEY = "migration-key"
 CHAT: dict[str, Any] = {
     "model": "toy",
     "messages": [{"role": "user", "content": "tell me w5 w9"}],
@@ -35,80 +28,17 @@ CHAT: dict[str, Any] = {
 PROMPT: dict[str, Any] = {"model": "toy", "prompt": "w3 w4 w5", "max_tokens": 12, "temperature": 0}
 
 
-class Pair:
-    """A gateway in front of one chute on two toy replicas that share their cuts."""
-
-    def __init__(self, base_url: str, chute: Chute, engines: list[ToyEngine]) -> None:
-        self.base_url, self.chute, self.engines = base_url, chute, engines
-        self.cuts = engines[0].cuts
-        self.probing = True
-
-    def probe(self, stop: threading.Event) -> None:
-        """As the supervisor's probe does: a replica marked unreachable whose engine answers
-        (a toy engine only dropped a connection) is ready again."""
-        while not stop.wait(0.05):
-            for replica in self.chute.replicas:
-                if self.probing and replica.state is ChuteState.UNREACHABLE:
-                    replica.state = ChuteState.READY
-
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        return httpx.post(self.base_url + path, json=body, headers=headers, timeout=30)
-
-    def stream(self, path: str, body: dict[str, Any]) -> list[Any]:
-        """The stream's events, parsed (`[DONE]` as the string)."""
-        reply = self.post(path, {**body, "stream": True})
-        assert reply.status_code == 200, reply.text
-        assert reply.text.endswith("\n\n")
-        events = []
-        for block in reply.text.split("\n\n"):
-            if block.startswith("data: "):
-                payload = block[len("data: ") :]
-                events.append(payload if payload == "[DONE]" else json.loads(payload))
-        return events
-
-    def sent(self) -> list[dict[str, Any]]:
-        return [r for e in self.engines for r in e.requests]
-
-
 Factory = Callable[..., Pair]
 
 
 @pytest.fixture
 def make_pair(tmp_path: Path) -> Iterator[Factory]:
-    stack = ExitStack()
+    with ExitStack() as stack:
 
-    stop = threading.Event()
+        def make(probe: bool = True, **chute_settings: Any) -> Pair:
+            return stack.enter_context(toy_pair(tmp_path, probe, **chute_settings))
 
-    def make(probe: bool = True, **chute_settings: Any) -> Pair:
-        cuts: list[int] = []
-        engines = [ToyEngine("toy", cuts), ToyEngine("toy", cuts)]
-        urls = [stack.enter_context(serve_in_thread(e)) for e in engines]
-        document = httpx.get(urls[0] + "/openapi.json").json()
-        settings = ChuteSettings(
-            model=str(tmp_path), name="toy", routing="least-outstanding", **chute_settings
-        )
-        replicas = [
-            Replica(i, state=ChuteState.READY, endpoint=Endpoint(url, ""))
-            for i, url in enumerate(urls)
-        ]
-        chute = Chute(
-            settings=settings,
-            backend=VLLMBackend(),
-            admission=Admission(8),
-            replicas=replicas,
-            phase=ChuteState.STARTING,
-            fields=EngineFields.from_openapi(document),
-        )
-        app = create_app(Settings(chutes=()), ChuteSet([chute]), api_keys=(KEY,))
-        pair = Pair(stack.enter_context(serve_in_thread(app)), chute, engines)
-        pair.probing = probe
-        threading.Thread(target=pair.probe, args=(stop,), daemon=True).start()
-        return pair
-
-    with stack:
         yield make
-        stop.set()
 
 
 def text_of(events: list[Any], chat: bool) -> str:
