@@ -1,21 +1,25 @@
-"""Two CPU replicas of the tiny model on vLLM, each pinned to its own core, sharing requests."""
+"""Two CPU replicas of the tiny model on vLLM, each pinned to its own core, sharing requests;
+the gateway traces to a test OTLP receiver, and so do the engines it starts."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY
+from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.servers import (
     Served,
     chutebox_serve,
@@ -24,12 +28,24 @@ from tests.support.servers import (
     wait_replicas_ready,
 )
 from tests.support.tiny_llama import CORPUS
+from tests.support.uvicorn_thread import serve_in_thread
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
 
 
 @pytest.fixture(scope="module")
-def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def receiver() -> Iterator[tuple[OtlpReceiver, str]]:
+    collector = OtlpReceiver()
+    with serve_in_thread(collector) as url:
+        yield collector, url + "/v1/traces"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tiny_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    receiver: tuple[OtlpReceiver, str],
+) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("replicas")
     config = folder / "chutes.toml"
     config.write_text(
@@ -40,8 +56,9 @@ def gateway(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         'engine_args = "--dtype bfloat16 --max-model-len 2048 --enforce-eager '
         '--enable-prompt-tokens-details"\n'
     )
-    args = ["--config", str(config), "--api-key", API_KEY]
-    with chutebox_serve(args, folder / "chutebox.log", ready_timeout=600) as served:
+    args = ["--config", str(config), "--api-key", API_KEY, "--otlp-endpoint", receiver[1]]
+    env = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}
+    with chutebox_serve(args, folder / "chutebox.log", ready_timeout=600, env=env) as served:
         yield served
 
 
@@ -135,8 +152,8 @@ def test_killing_one_replica_loses_no_request(gateway: Served) -> None:
     assert set(replies) == {200}, replies
     # The killed replica comes back (without load: on 2 cores, vLLM puts the restarting
     # engine's scheduler on the other replica's core, where a busy one can starve it).
-    replicas = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
-    assert [r["state"] for r in replicas] == ["ready", "ready"]
+    back = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
+    assert [r["state"] for r in back] == ["ready", "ready"]
 
 
 def replica_engines(served: Served) -> dict[int, int]:
@@ -155,8 +172,8 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
     gateway: Served,
 ) -> None:
     """SIGKILL of the engine serving a stream, some time into it: the client's stream goes
-    on at the other replica, or (the other one still restarting) waits for the restarted
-    one; at temperature 0 it is the answer uninterrupted.
+    on at the other replica, or (the second time, the other one still restarting) waits for
+    the restarted one; at temperature 0 it is the answer uninterrupted.
 
     On 2 cores a tiny model's stream can end before a kill lands (the engines starve each
     other, and it may come in one burst): a kill after the last token moved nothing, and
@@ -172,21 +189,22 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
         "stream": True,
     }
 
+    def replicas() -> list[dict[str, Any]]:
+        status = httpx.get(gateway.base_url + "/status", headers=headers).json()
+        return list(status["chutes"][0]["replicas"])
+
     def kill_when_serving(after: float, done: threading.Event) -> None:
-        """Kill the engine the stream went to, `after` seconds after the gateway took it."""
-        while not done.is_set():
-            status = httpx.get(gateway.base_url + "/status", headers=headers).json()
-            serving = [r["index"] for r in status["chutes"][0]["replicas"] if r["outstanding"]]
-            if serving:
-                done.wait(after)
-                if not done.is_set():
-                    engines = replica_engines(gateway)
-                    assert serving[0] in engines, (serving, engines)
-                    os.killpg(
-                        engines[serving[0]], signal.SIGKILL
-                    )  # the API server and its engine core
-                return
+        """Kill the engine the stream went to, `after` seconds after the gateway took it:
+        the only ready one, or the one the gateway counts the stream on."""
+        ready = [r["index"] for r in replicas() if r["state"] == "ready"]
+        serving = ready if len(ready) == 1 else []
+        while not serving and not done.is_set():
+            serving = [r["index"] for r in replicas() if r["outstanding"]]
             time.sleep(0.01)
+        if serving and not done.wait(after):
+            engines = replica_engines(gateway)
+            assert serving[0] in engines, (serving, engines)
+            os.killpg(engines[serving[0]], signal.SIGKILL)  # its API server and engine core
 
     def read(kill_after: float | None) -> tuple[str, int, str]:
         text, tokens = "", 0
@@ -228,7 +246,7 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
     whole = read(None)
     assert whole[1] == 1500
     moved = 0
-    for kill_after in (0.1, 1.0, 0.1, 1.0, 0.1, 1.0):
+    for kill_after in (0.2, 0.5, 0.2, 0.5, 0.2, 0.5):
         text, tokens, invocation = read(kill_after)
         assert (text, tokens) == whole[:2]
         moved += "migrated=1" in access_line(invocation)
@@ -237,5 +255,39 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
     assert moved == 2
     metrics = httpx.get(gateway.base_url + "/metrics").text
     assert 'chutebox_request_migrations_total{chute="tiny"} 2.0' in metrics
-    replicas = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
-    assert [r["state"] for r in replicas] == ["ready", "ready"]
+    back = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
+    assert [r["state"] for r in back] == ["ready", "ready"]
+
+
+def test_a_requests_trace_holds_the_gateways_span_and_vllms_as_its_child(
+    gateway: Served, receiver: tuple[OtlpReceiver, str]
+) -> None:
+    """The client's trace is continued by the gateway's span, and vLLM's own `llm_request`
+    span (the engine started with --otlp-traces-endpoint) is that span's child."""
+    collector = receiver[0]
+    wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
+    trace, parent = secrets.token_hex(16), secrets.token_hex(8)
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "trace me"}], "max_tokens": 8}
+    reply = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        json=body,
+        timeout=120,
+        headers={"Authorization": f"Bearer {API_KEY}", "traceparent": f"00-{trace}-{parent}-01"},
+    )
+    assert reply.status_code == 200, reply.text
+
+    def spans() -> tuple[list[ReceivedSpan], list[ReceivedSpan]]:
+        ours = [s for s in collector.named("chutebox") if s.trace_id == trace]
+        theirs = [s for s in collector.named("vllm") if s.trace_id == trace]
+        return ours, theirs
+
+    ours, theirs = eventually(lambda: all(spans()) and spans(), timeout=60) or spans()
+    assert len(ours) == 1 and len(theirs) == 1, (ours, theirs, collector.spans[-5:])
+    span, engine = ours[0], theirs[0]
+    assert span.name == "chat tiny" and span.parent_span_id == parent
+    assert engine.name == "llm_request" and engine.parent_span_id == span.span_id
+    usage = reply.json()["usage"]
+    assert span.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert span.attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert span.attributes["gen_ai.response.id"] == reply.json()["id"]
+    assert engine.attributes["gen_ai.usage.prompt_tokens"] == usage["prompt_tokens"]
