@@ -13,6 +13,7 @@ the read timeout, is alive, and its answer (or 502) stands.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ log = logging.getLogger("chutebox.app")
 Resend = Callable[[str, bytes], Awaitable[UpstreamResponse]]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True)
 class MigrationPlan:
     """How one request may move: at most `limit` times, waiting up to `wait` seconds for a
     ready replica each time. `resume`: a stream continued mid-way; `strip`: the token ids
@@ -58,12 +59,19 @@ def plan_migration(chute: Chute, op: Operation, body: dict[str, Any]) -> Migrati
     limit = chute.settings.migration_limit
     if limit == 0 or op.capability not in (CHAT, COMPLETIONS):
         return None
+    if not body.get("stream"):  # asked again whole: the same plan for every such request
+        return _whole_reply(limit, chute.settings.migration_wait, op.capability == CHAT)
     resume = continuable(body) and _returns_ids(chute, op.path)
     strip = resume and not body.get(TOKEN_IDS)
     if resume:
         body[TOKEN_IDS] = True
     chat = op.capability == CHAT
     return MigrationPlan(limit, chute.settings.migration_wait, chat, body, resume, strip)
+
+
+@functools.cache
+def _whole_reply(limit: int, wait: float, chat: bool) -> MigrationPlan:
+    return MigrationPlan(limit, wait, chat, {}, resume=False, strip=False)
 
 
 def _returns_ids(chute: Chute, path: str) -> bool:
