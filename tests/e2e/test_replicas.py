@@ -31,6 +31,10 @@ from tests.support.tiny_llama import CORPUS
 from tests.support.uvicorn_thread import serve_in_thread
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
+# Engines the migration test kills: 2 in CI (each costs a restart, ~30 s on 2 cores). More
+# (CHUTEBOX_MIGRATION_KILLS=6) is a longer run; past about 8 back to back, a replica's 5th
+# failed start within 120 s makes the supervisor give it up, as it should a crash loop.
+KILLS = int(os.environ.get("CHUTEBOX_MIGRATION_KILLS", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,10 @@ def gateway(
         "routing_kv_events = true\n"
         # A stream whose engine is killed may wait for its restart (a slow one on 2 cores).
         "migration_wait = 300\n"
-        'engine_args = "--dtype bfloat16 --max-model-len 2048 --enforce-eager '
+        # float32: a stream moved by SIGKILL is recomputed on another replica (prefill, not
+        # decode); in bfloat16 the random model's near-ties flipped 2 of 8 such streams at
+        # the same token (12 of 12 equal in float32).
+        'engine_args = "--dtype float32 --max-model-len 2048 --enforce-eager '
         '--enable-prompt-tokens-details"\n'
     )
     args = ["--config", str(config), "--api-key", API_KEY, "--otlp-endpoint", receiver[1]]
@@ -193,25 +200,37 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
         status = httpx.get(gateway.base_url + "/status", headers=headers).json()
         return list(status["chutes"][0]["replicas"])
 
-    def kill_when_serving(after: float, done: threading.Event) -> None:
+    def kill_when_serving(
+        after: float, armed: threading.Event, done: threading.Event, killed: list[tuple[int, int]]
+    ) -> None:
         """Kill the engine the stream went to, `after` seconds after the gateway took it:
-        the only ready one, or the one the gateway counts the stream on."""
-        ready = [r["index"] for r in replicas() if r["state"] == "ready"]
-        serving = ready if len(ready) == 1 else []
-        while not serving and not done.is_set():
-            serving = [r["index"] for r in replicas() if r["outstanding"]]
-            time.sleep(0.01)
-        if serving and not done.wait(after):
-            engines = replica_engines(gateway)
-            assert serving[0] in engines, (serving, engines)
-            os.killpg(engines[serving[0]], signal.SIGKILL)  # its API server and engine core
+        the only ready one (known before the stream: on 2 cores a /status call made during
+        a vLLM stream can wait most of a second), or the one the gateway counts it on."""
+        now = replicas()
+        engines = replica_engines(gateway)
+        ready = [r for r in now if r["state"] == "ready"]
+        victim = ready if len(ready) == 1 else []
+        armed.set()
+        while not victim and not done.is_set():
+            victim = [r for r in replicas() if r["outstanding"]]
+        if victim and victim[0]["index"] in engines and not done.wait(after):
+            os.killpg(engines[victim[0]["index"]], signal.SIGKILL)  # API server, engine core
+            killed.append((victim[0]["index"], victim[0]["restarts"]))
+
+    def settled(killed: list[tuple[int, int]]) -> bool:
+        """The kill was seen (the replica is down, or back after a restart), and some replica
+        can take the next stream."""
+        now = {r["index"]: r for r in replicas()}
+        seen = all(now[i]["state"] != "ready" or now[i]["restarts"] > n for i, n in killed)
+        return seen and any(r["state"] == "ready" for r in now.values())
 
     def read(kill_after: float | None) -> tuple[str, int, str]:
         text, tokens = "", 0
-        done = threading.Event()
-        killer = threading.Thread(target=kill_when_serving, args=(kill_after, done))
+        armed, done, killed = threading.Event(), threading.Event(), list[tuple[int, int]]()
+        killer = threading.Thread(target=kill_when_serving, args=(kill_after, armed, done, killed))
         if kill_after is not None:
             killer.start()
+            assert armed.wait(60)
         with httpx.stream(
             "POST",
             gateway.base_url + "/v1/chat/completions",
@@ -231,6 +250,7 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
         done.set()
         if kill_after is not None:
             killer.join(30)
+            assert eventually(lambda: settled(killed), timeout=300), replicas()
         return text, tokens, reply.headers["x-chutes-invocationid"]
 
     def access_line(invocation: str) -> str:
@@ -245,16 +265,19 @@ def test_a_stream_whose_engine_is_killed_goes_on_at_another_replica_as_one_strea
 
     whole = read(None)
     assert whole[1] == 1500
-    moved = 0
-    for kill_after in (0.2, 0.5, 0.2, 0.5, 0.2, 0.5):
-        text, tokens, invocation = read(kill_after)
-        assert (text, tokens) == whole[:2]
-        moved += "migrated=1" in access_line(invocation)
-        if moved == 2:
-            break
-    assert moved == 2
+    moved, equal, tries = 0, 0, 0
+    while moved < KILLS and tries < 3 * KILLS:
+        text, tokens, invocation = read([0.1, 0.3, 0.6, 1.0, 1.5][tries % 5])
+        tries += 1
+        assert tokens == whole[1]
+        if "migrated=1" in access_line(invocation):
+            moved += 1
+            equal += text == whole[0]
+        else:
+            assert text == whole[0]  # not moved: the engine was killed after its last token
+    assert moved == KILLS and equal >= KILLS - KILLS // 20, (moved, equal, tries)
     metrics = httpx.get(gateway.base_url + "/metrics").text
-    assert 'chutebox_request_migrations_total{chute="tiny"} 2.0' in metrics
+    assert f'chutebox_request_migrations_total{{chute="tiny"}} {KILLS}.0' in metrics
     back = wait_replicas_ready(gateway.base_url, "tiny", timeout=600)
     assert [r["state"] for r in back] == ["ready", "ready"]
 

@@ -60,19 +60,29 @@ class CuttingProxy:
                 await writer.drain()
             writer.close()
 
-        with contextlib.suppress(ConnectionError):
-            await asyncio.gather(requests(), replies())
+        try:
+            with contextlib.suppress(ConnectionError):
+                await asyncio.gather(requests(), replies())
+        finally:
+            writer.transport.abort()
+            up_writer.transport.abort()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:
         loop = asyncio.new_event_loop()
         started = threading.Event()
+        stop = asyncio.Event()
 
         async def main() -> None:
             server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
             started.set()
-            async with server:
-                await server.serve_forever()
+            await stop.wait()
+            server.close()
+            current = asyncio.current_task()
+            for task in asyncio.all_tasks():  # the connections still open
+                if task is not current:
+                    task.cancel()
+            await server.wait_closed()
 
         thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
         thread.start()
@@ -80,6 +90,6 @@ class CuttingProxy:
         try:
             yield f"http://127.0.0.1:{self.port}"
         finally:
-            for task in asyncio.all_tasks(loop):
-                loop.call_soon_threadsafe(task.cancel)
+            loop.call_soon_threadsafe(stop.set)
             thread.join(10)
+            loop.close()

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from engines.worker import openapi_document
 from runtime.protocol.chat import ChatCompletionRequest
 from runtime.protocol.completions import CompletionRequest
+from tests.support.asgi import read_body, serve_lifespan
 
 VOCAB = [f"w{i}" for i in range(97)]
 EOS, USER, ASSISTANT = 0, 1, 2
@@ -64,16 +65,9 @@ class ToyEngine:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await serve_lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         if path == "/openapi.json":
             bodies: dict[str, type[BaseModel]] = {

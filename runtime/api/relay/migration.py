@@ -156,11 +156,8 @@ class Migration:
                         yield pending
                     return
                 except EngineClosed as exc:
-                    reason = f"the engine broke off the stream: {exc}"
                     if not forwarded:  # the client has nothing yet: ask again as it was
-                        current = await self._again(
-                            current, first, reason, resend, self.path, again
-                        )
+                        current = await self._again(current, first, exc, resend, self.path, again)
                         continue
                     transcript = Transcript.read(bytes(sent), plan.chat) if plan.resume else None
                     if transcript is None or not transcript.can_continue():
@@ -171,7 +168,7 @@ class Migration:
                         yield strip_ids(end) if plan.strip else end
                         return
                     current = await self._again(
-                        current, first, reason, resend, CONTINUE_PATH, fastjson.dumps(body)
+                        current, first, exc, resend, CONTINUE_PATH, fastjson.dumps(body)
                     )
         finally:
             if current is not first:
@@ -191,16 +188,16 @@ class Migration:
         self,
         current: UpstreamResponse,
         first: UpstreamResponse,
-        reason: str,
+        error: EngineClosed,
         resend: Resend,
         path: str,
         body: bytes,
     ) -> UpstreamResponse:
         if not self.may_move():
-            raise EngineClosed(reason)
+            raise error
         if current is not first:
             current.close()
-        await self.move(reason)
+        await self.move(f"the engine broke off the stream: {error}")
         response = await resend(path, body)
         if response.status >= 400:
             reply = await response.read()
