@@ -24,6 +24,7 @@ from runtime.fleet.admission import Admission
 from runtime.fleet.backend import EngineBackend
 from runtime.fleet.cords import ChuteCode, template_chute_id
 from runtime.fleet.routing.policy import Prompt, Router, RoutingPolicy
+from runtime.fleet.speed import Speed
 from runtime.http.engine_client import Endpoint
 from runtime.planner.plan import ReplicaPlan
 from runtime.protocol.fields import EngineFields
@@ -109,6 +110,8 @@ class Chute:
     remote: tuple[Endpoint, ...] = ()
     # A custom chute's cords, owner and id (None for a model on a template).
     code: ChuteCode | None = None
+    # Its measured prompt and output tokens per second (model lists order by them).
+    speed: Speed = field(default_factory=Speed)
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
     router: Router = field(init=False)
@@ -149,6 +152,10 @@ class Chute:
         """A ready replica's endpoint for a side call (no slot, not counted)."""
         ready = self.ready()
         return min(ready, key=lambda r: r.outstanding).endpoint if ready else None
+
+    def available(self) -> bool:
+        """Ready, with a concurrency slot free: a model list tries such chutes first."""
+        return self.state is ChuteState.READY and self.admission.used < self.admission.limit
 
     def require_ready(self) -> None:
         if self.state is ChuteState.READY:
@@ -245,6 +252,17 @@ class Lease:
             self.chute.admission.release()
 
 
+# Model-list suffixes: order by prompt tokens per second (`:latency`) or output tokens per
+# second (`:throughput`), the fastest first.
+LATENCY, THROUGHPUT = ":latency", ":throughput"
+ORDERS = (LATENCY, THROUGHPUT)
+
+
+def _speed_key(chute: Chute, order: str) -> tuple[bool, float]:
+    measured = chute.speed.prompt_tps if order == LATENCY else chute.speed.output_tps
+    return (measured is None, -(measured or 0.0))
+
+
 class ChuteSet:
     """All chutes of this gateway, looked up by the name clients send as `model`."""
 
@@ -278,6 +296,36 @@ class ChuteSet:
         if chute is None:
             raise NotFoundError(f"model not found: {model}", param="model", code="model_not_found")
         return chute, thinking
+
+    def candidates(self, model: str) -> list[tuple[Chute, bool]]:
+        """The chutes a request's `model` names, in the order to try them: one (a name, with
+        or without `:THINKING`), or a Chutes model list — `a,b,c`, optionally ending in
+        `:latency` or `:throughput` — with the chutes ready and not at capacity first, in the
+        list's order or, with a suffix, the fastest first (prompt or output tokens per second
+        as measured here; unmeasured ones after). A name that holds a comma or colon itself
+        wins first. 404 when the list names no chute here."""
+        if model in self._by_name or "," not in model and not model.endswith(ORDERS):
+            return [self.resolve(model)]
+        names, order = model, ""
+        for suffix in ORDERS:
+            if names.endswith(suffix):
+                names, order = names[: -len(suffix)], suffix
+        found = []
+        for name in (n.strip() for n in names.split(",")):
+            try:
+                found.append(self.resolve(name))
+            except NotFoundError:
+                continue  # an unknown name in a list is passed over, as one at capacity is
+        if not found:
+            raise NotFoundError(
+                f"model not found: no chute here is named in {model!r}",
+                param="model",
+                code="model_not_found",
+            )
+        if order:
+            found.sort(key=lambda pair: _speed_key(pair[0], order))
+        found.sort(key=lambda pair: not pair[0].available())
+        return found
 
     def only_with(self, capability: str) -> Chute:
         """The one chute that serves `capability`, for requests that may omit `model`."""

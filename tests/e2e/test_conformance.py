@@ -101,7 +101,7 @@ def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_
                                    ENGINE_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
     assert code == 1, output  # it ran to the end and found differences
-    assert len(seen) == 43 and "Traceback" not in output
+    assert len(seen) == 45 and "Traceback" not in output
     # Chutes' header and error conventions are chutebox's, not vLLM's.
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
                   "headers/invocation-id", "headers/connections"):  # fmt: skip
@@ -122,7 +122,7 @@ def test_chutebox_in_front_of_a_vllm_it_did_not_start_passes_every_check(
         code, report, output = run_kit(tmp_path, "--base-url", served.base_url, "--api-key",
                                        API_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
-    assert code == 0 and len(seen) == 43, output
+    assert code == 0 and len(seen) == 45, output
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
                   "headers/invocation-id", "headers/connections", "chat/non-stream"):  # fmt: skip
         assert seen[check] == "pass", output

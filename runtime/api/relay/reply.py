@@ -322,6 +322,12 @@ class EngineCall:
         if usage is None or not self.count_usage:
             return
         record.usage = usage
+        speed = self.lease.chute.speed
+        if self._stream is not None:  # a stream: its prompt took until its first event
+            seconds = perf_counter() - record.started
+            speed.observe(usage.prompt_tokens, usage.completion_tokens, seconds, record.ttft)
+        elif record.engine_wait is not None:
+            speed.observe(usage.prompt_tokens, usage.completion_tokens, record.engine_wait, None)
         if self.metrics is not None:
             self.metrics.tokens(self.chute, usage.prompt_tokens, usage.completion_tokens)
 

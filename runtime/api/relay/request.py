@@ -22,7 +22,12 @@ from runtime.api.relay.migration import MigrationPlan, plan_migration
 from runtime.api.relay.reply import EngineCall
 from runtime.api.route_table import ENGINE_OPERATIONS
 from runtime.api.state import AppState, Limits, read_body
-from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
+from runtime.errors import (
+    CapacityError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from runtime.fleet.backend import RESPONSES, AbortCall
 from runtime.fleet.chutes import Chute, Lease
 from runtime.fleet.routing.exact import TIMEOUT, read_tokens, tokenize_body
@@ -95,9 +100,28 @@ async def forward(
     validate(op.request, data)  # the body relayed is the JSON itself, rewritten
     check_limits(data, gateway.limits)
     if data.get("model") is None:  # only the image routes' schemas allow this
-        chute, thinking = gateway.chutes.only_with(op.capability), False
+        candidates = [(gateway.chutes.only_with(op.capability), False)]
     else:
-        chute, thinking = gateway.chutes.resolve(data["model"])
+        candidates = gateway.chutes.candidates(data["model"])
+    for chute, thinking in candidates[:-1]:  # a model list: the next when one cannot serve
+        try:
+            return await _forward_to(gateway, record, op, dict(data), chute, thinking)
+        except (CapacityError, EngineUnavailableError) as exc:
+            log.info("[%s] %s; the model list goes on", chute.name, exc.message)
+    chute, thinking = candidates[-1]
+    return await _forward_to(gateway, record, op, data, chute, thinking)
+
+
+async def _forward_to(
+    gateway: AppState,
+    record: RequestRecord,
+    op: Operation,
+    data: dict[str, Any],
+    chute: Chute,
+    thinking: bool,
+) -> EngineCall:
+    """The engine call of `chute` for the request `data` (which the engine's fields trim)."""
+    assert op.capability is not None
     record.chute = chute.name
     record.model = data.get("model") or chute.name
     if not op.served_by(chute):

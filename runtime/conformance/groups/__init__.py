@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from runtime.conformance.check import Check
-from runtime.conformance.groups import agentic, basics, chat, cords, media, rerank, tools
+from runtime.conformance.groups import (
+    agentic,
+    basics,
+    chat,
+    cords,
+    media,
+    model_lists,
+    rerank,
+    tools,
+)
 
 
 def all_checks() -> list[Check]:
     return [
         *basics.CHECKS,
         *chat.CHECKS,
+        *model_lists.CHECKS,
         *tools.CHECKS,
         *agentic.CHECKS,
         *media.CHECKS,
