@@ -35,9 +35,19 @@ KEPT = frozenset({
     "length_penalty",
 })  # fmt: skip
 # Fields whose presence (truthy) means the engine keeps state a continuation cannot rebuild.
-STATEFUL = ("logprobs", "top_logprobs", "prompt_logprobs", "echo", "suffix", "use_beam_search",
-            "structured_outputs", "guided_json", "guided_regex", "guided_choice",
-            "guided_grammar")  # fmt: skip
+STATEFUL = (
+    "logprobs",
+    "top_logprobs",
+    "prompt_logprobs",
+    "echo",
+    "suffix",
+    "use_beam_search",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+)
 # A token-id field in an event (compact, as vLLM writes it, or spaced): removed before the
 # client sees the event when the gateway asked for the ids, not the client. A JSON string
 # cannot hold this pattern: its quotes would be escaped.
@@ -168,12 +178,20 @@ class Transcript:
         """The whole request's usage: the original prompt, every token generated."""
         prompt = len(self.prompt_ids or ())
         completion = self.shown + int((continued or {}).get("completion_tokens") or 0)
-        return {"prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion}  # fmt: skip
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
     def ending(self, want_usage: bool) -> bytes:
-        """The rest of a stream whose answer was complete when its engine died."""
+        """The rest of a stream with nothing left to generate when its engine died: its
+        answer complete, or its budget spent with the finish event lost (then a "length"
+        finish comes first)."""
         tail = b""
+        if not self.finished:
+            choice = self._choice({"text": "", "finish_reason": "length"})
+            tail += _event({**self.envelope, "choices": [choice]})
         if want_usage and not self.usage:
             tail += _event({**self.envelope, "choices": [], "usage": self.usage_of(None)})
         return tail + (b"" if self.done else DONE)

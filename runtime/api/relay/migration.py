@@ -164,7 +164,7 @@ class Migration:
                         raise
                     body = None if transcript.finished else transcript.continuation(plan.body)
                     if body is None:  # nothing is left to generate
-                        end = self._end(transcript)
+                        end = transcript.ending(wants_usage(plan.body))
                         yield strip_ids(end) if plan.strip else end
                         return
                     current = await self._again(
@@ -173,16 +173,6 @@ class Migration:
         finally:
             if current is not first:
                 current.close()
-
-    def _end(self, transcript: Transcript) -> bytes:
-        """The end of a stream whose engine died with its answer complete (or its budget
-        spent, the finish event lost)."""
-        head = b""
-        if not transcript.finished:
-            head = transcript.translate(
-                b'data: {"choices":[{"text":"","finish_reason":"length"}]}\n\n', False
-            )
-        return head + transcript.ending(wants_usage(self.plan.body))
 
     async def _again(
         self,

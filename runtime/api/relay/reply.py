@@ -290,11 +290,9 @@ class EngineCall:
                 endpoint = self.lease.endpoint
 
     async def _whole(self, response: UpstreamResponse) -> tuple[UpstreamResponse, bytes]:
-        """A whole reply's body; asked again elsewhere when its engine dies before the end."""
+        """A whole reply's body still arriving; asked again elsewhere when its engine dies
+        before the end."""
         while True:
-            complete = response.complete()
-            if complete is not None:
-                return response, complete
             try:
                 return response, await response.read()
             except UpstreamBroken as exc:
@@ -307,6 +305,9 @@ class EngineCall:
             response = await self._send(self.path, self.body)
             if response.status >= 400:
                 await _refuse_errors(response)
+            complete = response.complete()
+            if complete is not None:
+                return response, complete
 
     def _first_event(self, record: RequestRecord) -> Callable[[bytes], None]:
         def first(chunk: bytes) -> None:

@@ -121,3 +121,13 @@ def test_what_keeps_state_outside_prompt_and_tokens_is_not_continuable() -> None
     for extra in extras:
         assert not continuable({**base, **extra}), extra
     assert continuable({**base, "prompt": [1, 2, 3]}) and continuable({**base, "prompt": ["a"]})
+
+
+def test_a_stream_whose_budget_was_spent_gets_a_length_finish_and_its_end() -> None:
+    transcript = Transcript.read(chat_events((" a", [10]), (" b", [11])), chat=True)
+    assert transcript.continuation({"model": "m", "max_tokens": 2}) is None
+    finish, usage, done = transcript.ending(want_usage=True).split(b"\n\n")[:3]
+    choice = json.loads(finish[6:])["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["delta"] == {"content": ""}
+    assert json.loads(usage[6:])["usage"]["completion_tokens"] == 2
+    assert done == b"data: [DONE]"
