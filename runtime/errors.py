@@ -24,6 +24,8 @@ class ChuteboxError(Exception):
     status_code = 500
     type = "server_error"
     code: str | None = None
+    # Fields Chutes' clients read beside the message: `detail` becomes an object then.
+    details: Mapping[str, Any] | None = None
 
     def __init__(
         self,
@@ -56,6 +58,27 @@ class AuthenticationError(ChuteboxError):
     code = "invalid_api_key"
 
 
+class PaymentRequiredError(ChuteboxError):
+    """The key's daily quota for this chute is spent (402, as Chutes answers it): the reply's
+    `detail` carries `quota_reset_timestamp`, the next UTC midnight."""
+
+    status_code = 402
+    type = "insufficient_quota"
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, reset: str) -> None:
+        super().__init__(message)
+        self.details = {"quota_reset_timestamp": reset}
+
+
+class PermissionDeniedError(ChuteboxError):
+    """The key may not call this chute (403)."""
+
+    status_code = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
 class NotFoundError(ChuteboxError):
     """The route or the model does not exist (404)."""
 
@@ -77,6 +100,14 @@ class PayloadTooLargeError(ChuteboxError):
     status_code = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class RateLimitedError(ChuteboxError):
+    """The key is over its requests or tokens per minute (429, with `Retry-After`)."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
 
 
 class CapacityError(ChuteboxError):
@@ -155,6 +186,7 @@ def _type_for_status(status: int) -> str:
 
 
 def envelope(exc: ChuteboxError) -> dict[str, Any]:
+    detail: Any = exc.message if exc.details is None else {"message": exc.message, **exc.details}
     return {
         "error": {
             "message": exc.message,
@@ -162,7 +194,7 @@ def envelope(exc: ChuteboxError) -> dict[str, Any]:
             "param": exc.param,
             "code": exc.code,
         },
-        "detail": exc.message,
+        "detail": detail,
     }
 
 
@@ -173,7 +205,8 @@ def sse_error_event(exc: ChuteboxError) -> bytes:
 
 # Anthropic's error types by status (its API reference, "Errors"); 503 is its overloaded.
 ANTHROPIC_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error",
     404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
     429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error",
 }  # fmt: skip

@@ -16,12 +16,14 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from runtime.errors import Dialect
 from runtime.fleet.chutes import Chute
 from runtime.protocol.messages import AnthropicErrorResponse
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A request-response function, or a plain ASGI app for a handler that streams its own reply.
+Handler = Callable[[Request], Awaitable[Response]] | ASGIApp
 
 
 class Rewrite(enum.Enum):

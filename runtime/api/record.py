@@ -19,6 +19,8 @@ from runtime.errors import Dialect
 from runtime.observability.usage import Usage
 
 if TYPE_CHECKING:
+    from runtime.access.gate import Ticket
+    from runtime.access.identity import Identity
     from runtime.api.operation import Operation
     from runtime.api.state import AppState
 
@@ -53,6 +55,15 @@ class RequestRecord:
     trace_headers: dict[str, str] | None = None
     # A configured key came with the request (set on public routes too, where it is optional).
     authenticated: bool = False
+    # Whose key it was, and the reservations its admission to the chute made
+    # (runtime.access.gate), settled when the request ends.
+    caller: Identity | None = None
+    ticket: Ticket | None = None
+    # What an image request asked for (images and denoising steps each), for its metering.
+    images: int = 0
+    steps: int = 0
+    # The (chute, replica) whose key an E2EE request was sealed to (runtime.fleet.e2ee).
+    sealed_to: tuple[str, int] | None = None
 
     @classmethod
     def begin(cls, scope: Scope, operation: Operation | None) -> RequestRecord:

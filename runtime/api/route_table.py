@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runtime.api.handlers import health, models, status, ui
+from runtime.api.handlers import e2ee, health, models, status, ui, users
 from runtime.api.operation import (
     ENGINE_ERRORS,
     OPEN_OBJECT,
@@ -124,6 +124,23 @@ OPERATIONS: tuple[Operation, ...] = (
               errors={"401": ENGINE_ERRORS["401"], "404": "no such model"}),
     Operation("/chutes", "GET", "The chutes served, with their ids (and a custom chute's cords)",
               raw=OPEN_OBJECT, handler=models.list_chutes, errors={"401": ENGINE_ERRORS["401"]}),
+    Operation("/users/me/quotas", "GET", "The calling key's daily quotas and today's use",
+              raw={"type": "array", "items": OPEN_OBJECT}, handler=users.my_quotas,
+              errors={"401": ENGINE_ERRORS["401"]}),
+    Operation("/users/me/quota_usage/{chute}", "GET",
+              "A chute's daily quota and use for the calling key ('me': the '*' pool)",
+              raw=OPEN_OBJECT, handler=users.my_quota_usage,
+              errors={"401": ENGINE_ERRORS["401"], "404": "no such chute"}),
+    Operation("/users/me/usage", "GET", "The calling key's usage per chute and UTC day",
+              raw=OPEN_OBJECT, handler=users.my_usage, errors={"401": ENGINE_ERRORS["401"]}),
+    Operation("/e2e/instances/{chute}", "GET",
+              "A chute's instances for end-to-end encryption: public keys and single-use nonces",
+              raw=OPEN_OBJECT, handler=e2ee.list_instances,
+              errors={"401": ENGINE_ERRORS["401"], "404": "no such chute"}),
+    Operation("/e2e/invoke", "POST",
+              "An end-to-end encrypted request (Chutes' E2EE); the reply sealed to the client",
+              media="application/octet-stream", raw={"type": "string", "format": "binary"},
+              handler=e2ee.invoke, errors=ENGINE_ERRORS),
     Operation("/health", "GET", "Liveness", raw=PROBE, errors={}, public=True,
               handler=health.health),
     Operation("/ping", "GET", "Liveness (Chutes' name)", raw=PROBE, errors={}, public=True,

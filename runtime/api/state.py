@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
-from runtime.errors import PayloadTooLargeError
+from runtime.access.gate import Access
+from runtime.errors import ChuteboxError, PayloadTooLargeError
 from runtime.fleet.chutes import ChuteSet
+from runtime.fleet.e2ee import Instances
 from runtime.fleet.stored import StoredResponses
 from runtime.http.engine_client import Upstream
 from runtime.observability.metrics import Metrics
 from runtime.observability.traffic import Traffic
+from runtime.protocol.e2ee import INSTALL_HINT
 from runtime.protocol.rewrite import RewriteRules
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ class AppState:
     rules: RewriteRules
     strict_params: bool
     limits: Limits
+    # Keys' limits and the usage meter (runtime.access).
+    access: Access
     metrics: Metrics | None = None
     keepalive: float = 0.0
     # Which replica holds each stored response (bounded; see runtime.fleet.stored).
@@ -49,6 +54,15 @@ class AppState:
     auth_required: bool = True
     # The routes this app was built with (runtime.api.route_table, less the page with --no-ui).
     operations: tuple[Operation, ...] = ()
+    # Each replica's E2EE key pair and nonces (None: the `e2ee` extra is not installed).
+    e2ee: Instances | None = None
+
+    def e2ee_instances(self) -> Instances:
+        if self.e2ee is None:
+            error = ChuteboxError(f"end-to-end encryption is off here: {INSTALL_HINT}")
+            error.status_code, error.code = 501, "e2ee_unavailable"
+            raise error
+        return self.e2ee
 
 
 def gateway_of(request: Request) -> AppState:

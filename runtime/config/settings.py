@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from runtime.config.engine_url import check_url
+from runtime.config.keys import KeySettings, check_keys, read_keys_file
 from runtime.errors import ConfigError
 from runtime.planner.model import parse_params
 from runtime.planner.selector import NodeSelector
@@ -285,6 +286,21 @@ class Settings(BaseModel):
         json_schema_extra={"flag": "--api-key", "env": "CHUTEBOX_API_KEYS"},
     )
     api_key_file: Path | None = Field(None, description="file with one API key per line")
+    keys: tuple[KeySettings, ...] = Field(
+        (),
+        description="named keys with limits",
+        json_schema_extra={"no_flag": True, "no_env": True},
+    )
+    keys_file: Path | None = Field(
+        None,
+        description="file of [[keys]] tables (named keys with limits), re-read when it changes "
+        "or on SIGHUP",
+    )
+    usage_db: Path | None = Field(
+        None,
+        description="SQLite file where usage per key, chute and minute is kept (default: "
+        "usage.db in cache_dir; an app built without it keeps usage in memory)",
+    )
     auth: bool = Field(True, description="require an API key (--no-auth opts out)")
     public_models: bool = Field(True, description="GET /v1/models without a key, as on Chutes")
     strict_params: bool = Field(
@@ -527,6 +543,8 @@ def load_settings(
     server = {**file_server, **env_server, **flag_server}
     inline = {**env_chute, **flag_chute}
 
+    if server.get("keys_file"):
+        server["keys_file"] = Path(server["keys_file"]).expanduser()
     if "api_key_file" in server and server["api_key_file"]:
         extra_keys = _read_key_file(Path(server["api_key_file"]).expanduser())
         server["api_keys"] = [*server.get("api_keys", []), *extra_keys]
@@ -563,6 +581,10 @@ def load_settings(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"two chutes share the name {duplicates[0]!r}; give each a `name`")
+    filed = read_keys_file(settings.keys_file, names) if settings.keys_file else ()
+    check_keys([*settings.keys, *filed], names)
+    if settings.usage_db is None:
+        settings = settings.model_copy(update={"usage_db": settings.cache_dir / "usage.db"})
     return settings
 
 

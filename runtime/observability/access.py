@@ -27,14 +27,18 @@ class AccessEntry:
     invocation_id: str
     usage: Usage | None = None
     migrations: int = 0
+    # The caller's key by name (never the key), when it sent one.
+    key: str | None = None
 
     def message(self) -> str:
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
-        tokens = f" tokens={self.usage[0]}+{self.usage[1]}" if self.usage is not None else ""
+        usage = self.usage
+        tokens = f" tokens={usage[0]}+{usage[1]}" if usage is not None else ""
         moved = f" migrated={self.migrations}" if self.migrations else ""
+        key = f" key={self.key}" if self.key else ""
         return (
             f'{peer} "{self.method} {self.path}" {self.status} {self.elapsed * 1000:.1f}ms '
-            f"chute={self.chute or '-'}{tokens}{moved} id={self.invocation_id}"
+            f"chute={self.chute or '-'}{tokens}{moved}{key} id={self.invocation_id}"
         )
 
     def fields(self) -> dict[str, object]:
@@ -48,9 +52,12 @@ class AccessEntry:
             "invocation_id": self.invocation_id,
         }
         if self.usage is not None:
-            fields["prompt_tokens"], fields["completion_tokens"] = self.usage
+            fields["prompt_tokens"] = self.usage.prompt_tokens
+            fields["completion_tokens"] = self.usage.completion_tokens
         if self.migrations:
             fields["migrations"] = self.migrations
+        if self.key:
+            fields["key"] = self.key
         return fields
 
 

@@ -23,6 +23,8 @@ class Usage(NamedTuple):
 
     prompt_tokens: int
     completion_tokens: int
+    # Prompt tokens the engine's prefix cache served (0 when it does not say).
+    cached_tokens: int = 0
 
 
 def find_usage(data: bytes) -> Usage | None:
@@ -49,8 +51,24 @@ def find_usage(data: bytes) -> Usage | None:
         return None
     # OpenAI's chat and completions name them prompt/completion; its Responses API and
     # Anthropic's Messages API name them input/output.
-    prompt = value.get("prompt_tokens", value.get("input_tokens"))
+    # Anthropic counts cache reads and writes apart from its input tokens; rerank replies
+    # only a total.
+    prompt = value.get("prompt_tokens", value.get("input_tokens", value.get("total_tokens")))
     completion = value.get("completion_tokens", value.get("output_tokens", 0))
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    return Usage(prompt, completion)
+    for name in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+        if isinstance(value.get(name), int):
+            prompt += value[name]
+    return Usage(prompt, completion, _cached(value))
+
+
+def _cached(usage: dict[str, object]) -> int:
+    """Cached prompt tokens as OpenAI's chat (`prompt_tokens_details`), its Responses API
+    (`input_tokens_details`) or Anthropic's Messages (`cache_read_input_tokens`) say them."""
+    for name in ("prompt_tokens_details", "input_tokens_details"):
+        details = usage.get(name)
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            return int(details["cached_tokens"])
+    read = usage.get("cache_read_input_tokens")
+    return read if isinstance(read, int) else 0

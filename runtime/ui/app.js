@@ -123,6 +123,85 @@ function render(doc) {
   $("embed-form").hidden = embed.length === 0;
   $("image-form").hidden = image.length === 0;
   renderCords(doc);
+  renderUsage(doc.usage);
+}
+
+// Tokens (prompt + output) per minute for each key and chute, drawn as lines over the hour.
+const COLORS = ["#3d63dd", "#1f7a3f", "#a86400", "#b3261e", "#7b3fc4", "#0b7f8a"];
+
+function svg(tag, attrs) {
+  // The chart's own namespace: the page's <svg> element was parsed into it.
+  const node = document.createElementNS($("usage-chart").namespaceURI, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+function usageLines(usage) {
+  const lines = new Map();
+  for (const row of usage.series) {
+    const name = `${row.key} · ${row.chute}`;
+    if (!lines.has(name)) {
+      lines.set(name, { key: row.key, chute: row.chute, points: new Map(),
+                        requests: 0, input: 0, output: 0, cached: 0 });
+    }
+    const line = lines.get(name);
+    line.points.set(row.minute, row.input_tokens + row.output_tokens);
+    line.requests += row.requests;
+    line.input += row.input_tokens;
+    line.output += row.output_tokens;
+    line.cached += row.cached_tokens;
+  }
+  return [...lines.values()];
+}
+
+function renderUsage(usage) {
+  const panel = $("usage");
+  panel.hidden = !usage || usage.series.length === 0;
+  if (panel.hidden) return;
+  const lines = usageLines(usage);
+  const now = Math.floor(Date.now() / 60000) * 60;
+  const first = now - (usage.minutes - 1) * 60;
+  const top = Math.max(1, ...lines.flatMap((l) => [...l.points.values()]));
+  const [w, h, left, bottom] = [640, 180, 48, 20];
+  const x = (minute) => left + ((minute - first) / 60) * ((w - left - 8) / (usage.minutes - 1));
+  const y = (tokens) => 8 + (1 - tokens / top) * (h - bottom - 8);
+  const chart = $("usage-chart");
+  const parts = [
+    svg("line", { x1: left, y1: y(0), x2: w - 8, y2: y(0), stroke: "#d7dce5" }),
+    svg("text", { x: left - 6, y: y(top) + 4, "text-anchor": "end" }),
+    svg("text", { x: left - 6, y: y(0) + 4, "text-anchor": "end" }),
+    svg("text", { x: left, y: h - 4 }),
+    svg("text", { x: w - 8, y: h - 4, "text-anchor": "end" }),
+  ];
+  parts[1].textContent = String(top);
+  parts[2].textContent = "0";
+  parts[3].textContent = `${usage.minutes} min ago`;
+  parts[4].textContent = "now";
+  lines.forEach((line, i) => {
+    const points = [];
+    for (let minute = first; minute <= now; minute += 60) {
+      points.push(`${x(minute).toFixed(1)},${y(line.points.get(minute) || 0).toFixed(1)}`);
+    }
+    const color = COLORS[i % COLORS.length];
+    const path = svg("polyline", { points: points.join(" "), fill: "none", stroke: color,
+                                   "stroke-width": 2 });
+    const title = svg("title", {});
+    title.textContent = `${line.key} · ${line.chute}`;
+    path.append(title);
+    parts.push(path);
+  });
+  chart.replaceChildren(...parts);
+  $("usage-table").tBodies[0].replaceChildren(...lines.map((line, i) => {
+    const row = el("tr");
+    const key = el("td");
+    const swatch = el("span", "", "swatch");
+    swatch.style.background = COLORS[i % COLORS.length];
+    key.append(swatch, line.key);
+    row.append(key, el("td", line.chute), el("td", String(line.requests)),
+               el("td", String(line.input)), el("td", String(line.output)),
+               el("td", String(line.cached)));
+    return row;
+  }));
 }
 
 // A custom chute's cords: one form, its fields built from the chosen cord's body schema.

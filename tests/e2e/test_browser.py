@@ -100,6 +100,12 @@ def test_the_status_page_lists_chutes_streams_a_reply_and_shows_a_restart(
     assert state.text == "done" and driver.find_element(By.ID, "chat-output").text.strip()
     streamed = "TTFT p50 –"  # shown until a stream's first token was timed
     wait_until(lambda: streamed not in card_text(driver, MODEL), 10, "the stream in the traffic")
+    # The usage panel draws the reply's tokens, by key name (never the key) and chute.
+    usage = driver.find_element(By.ID, "usage")
+    wait_until(lambda: usage.is_displayed(), 10, "the usage panel")
+    rows = [r.text.split() for r in driver.find_elements(By.CSS_SELECTOR, "#usage-table tr")]
+    assert any(r[:2] == ["api-key-1", MODEL] and int(r[2]) >= 1 for r in rows), rows
+    assert driver.find_elements(By.CSS_SELECTOR, "#usage-chart polyline")
 
     # The fake engine behind `side` dies; the supervisor restarts it, and the page shows it.
     side = [

@@ -101,12 +101,13 @@ def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_
                                    ENGINE_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
     assert code == 1, output  # it ran to the end and found differences
-    assert len(seen) == 45 and "Traceback" not in output
+    assert len(seen) == 50 and "Traceback" not in output
     # Chutes' header and error conventions are chutebox's, not vLLM's.
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
                   "headers/invocation-id", "headers/connections"):  # fmt: skip
         assert seen[check] == "fail", output
     assert seen["chat/non-stream"] == "pass" and seen["streaming/sse"] == "pass"
+    assert seen["e2ee/whole"] == "skip"  # no chute_id: not a Chutes server
 
 
 def test_chutebox_in_front_of_a_vllm_it_did_not_start_passes_every_check(
@@ -122,9 +123,10 @@ def test_chutebox_in_front_of_a_vllm_it_did_not_start_passes_every_check(
         code, report, output = run_kit(tmp_path, "--base-url", served.base_url, "--api-key",
                                        API_KEY, "--model", MODEL)  # fmt: skip
     seen = statuses(report)
-    assert code == 0 and len(seen) == 45, output
+    assert code == 0 and len(seen) == 50, output
     for check in ("auth/x-api-key", "auth/bare-authorization", "errors/envelope",
-                  "headers/invocation-id", "headers/connections", "chat/non-stream"):  # fmt: skip
+                  "headers/invocation-id", "headers/connections", "chat/non-stream",
+                  "e2ee/whole", "e2ee/stream", "e2ee/replay"):  # fmt: skip
         assert seen[check] == "pass", output
     skipped = {name.split("/")[0] for name, status in seen.items() if status == "skip"}
     assert skipped <= {"embeddings", "images", "rerank", "tools", "cords"}, output

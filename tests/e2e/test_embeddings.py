@@ -236,3 +236,16 @@ def test_an_embedding_chute_scores_pairs_by_the_cosine_of_its_own_vectors(
     results = ranked.json()["results"]
     assert [r["index"] for r in results] == sorted(range(4), key=lambda i: -want[i])
     assert scored.json()["usage"]["prompt_tokens"] > 0
+
+
+def test_embedding_tokens_are_metered_for_the_key(gateway: Served, client: openai.OpenAI) -> None:
+    def used() -> tuple[int, int]:
+        reply = httpx.get(gateway.base_url + "/users/me/usage", params={"chute": "minilm"},
+                          headers={"Authorization": f"Bearer {API_KEY}"})  # fmt: skip
+        rows = reply.json()["data"]
+        return sum(r["requests"] for r in rows), sum(r["input_tokens"] for r in rows)
+
+    before = used()
+    reply = client.embeddings.create(model="minilm", input=SENTENCES[:4])
+    after = used()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, reply.usage.prompt_tokens)

@@ -135,3 +135,17 @@ def test_the_conformance_kit_passes_on_images(gateway: Served, tmp_path: Path) -
     code, report, output = run_kit(tmp_path, *args, "--only", "images")
     assert code == 0, output
     assert set(statuses(report).values()) == {"pass"}, output
+
+
+def test_images_and_their_steps_are_metered_for_the_key(http: httpx.Client) -> None:
+    def used() -> tuple[int, int, int]:
+        rows = http.get("/users/me/usage", params={"chute": "tiny-sd"}).json()["data"]
+        return (sum(r["requests"] for r in rows), sum(r["images"] for r in rows),
+                sum(r["steps"] for r in rows))  # fmt: skip
+
+    before = used()
+    assert generate(http).status_code == 200
+    body = {"prompt": "a red cat", "size": "128x128", "n": 2, "num_inference_steps": 3}
+    assert http.post("/v1/images/generations", json=body).status_code == 200
+    after = used()
+    assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (2, 3, 2 + 2 * 3)

@@ -37,9 +37,13 @@ def engines() -> Iterator[dict[str, Endpoint]]:
 
 
 class Gateway:
-    def __init__(self, base_url: str, chutes: ChuteSet) -> None:
+    def __init__(
+        self, base_url: str, chutes: ChuteSet, stop: Callable[[], None] = lambda: None
+    ) -> None:
         self.base_url = base_url
         self.chutes = chutes
+        # Stops the server now (its lifespan ends); the fixture's teardown does it otherwise.
+        self.stop = stop
 
     def client(self, key: str | None = KEYS[0], **kwargs: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -116,8 +120,10 @@ def make_gateway(
         limits = ConnectionLimits(
             server.header_timeout, server.body_timeout, server.max_connections
         )
-        served = serve_in_thread(app, http=guarded_protocol(limits))
-        return Gateway(stack.enter_context(served), chutes)
+        own = ExitStack()
+        url = own.enter_context(serve_in_thread(app, http=guarded_protocol(limits)))
+        stack.callback(own.close)
+        return Gateway(url, chutes, stop=own.close)
 
     with stack:
         yield make

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -321,3 +322,34 @@ def test_engines_die_with_a_killed_chutebox(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert not pid_alive(pids[0]), "the engine outlived chutebox"
+
+
+@pytest.mark.serve
+def test_sighup_reads_the_keys_file_again_and_sigterm_keeps_the_usage(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[[keys]]\nname = "ann"\nkey = "sk-aaaa"\n')
+    db = tmp_path / "usage.db"
+    args = ["--engine", "fake", "--model", str(tmp_path), "--name", "tiny",
+            "--keys-file", str(keys), "--usage-db", str(db)]  # fmt: skip
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+    with chutebox_serve(args, tmp_path / "log") as served:
+        assert "cbx-" not in served.log_text()  # named keys: none generated
+        url = served.base_url + "/v1/chat/completions"
+
+        def status(key: str) -> int:
+            return httpx.post(url, json=chat, headers={"X-API-Key": key}).status_code
+
+        assert (status("sk-aaaa"), status("sk-bbbb")) == (200, 401)
+        # The same size and time as before: the file's watch sees no change, SIGHUP does.
+        seen = keys.stat()
+        keys.write_text('[[keys]]\nname = "bob"\nkey = "sk-bbbb"\n')
+        os.utime(keys, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+        time.sleep(1.5)
+        assert status("sk-bbbb") == 401
+        served.proc.send_signal(signal.SIGHUP)
+        assert eventually(lambda: status("sk-bbbb") == 200, 10)
+        assert status("sk-aaaa") == 401
+        served.proc.terminate()
+        assert served.proc.wait(30) == 0
+    rows = sqlite3.connect(db).execute("SELECT key, SUM(requests) FROM usage GROUP BY key")
+    assert sorted(rows) == [("ann", 1), ("bob", 1)]

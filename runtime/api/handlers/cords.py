@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from runtime.api.metering import admit_caller
 from runtime.api.record import record_of
 from runtime.api.relay.cord import CordCall
 from runtime.api.relay.request import admit, open_gateway
@@ -76,6 +77,7 @@ class CordEndpoint:
         cord = find_cord(chute, path, method)
         record.chute = chute.name
         body = await read_body(record.headers, receive, gateway.limits.max_body_bytes)
+        admit_caller(gateway.access, record, chute.name, None)
         chute.require_ready()
         lease = await admit(chute, slot=True)
         target = cord.path

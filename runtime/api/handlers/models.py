@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from runtime.api.record import record_of
 from runtime.api.state import gateway_of
 from runtime.errors import NotFoundError
 from runtime.fleet.chutes import Chute
@@ -30,16 +31,30 @@ def model_card(chute: Chute) -> Model:
     )
 
 
-async def list_models(request: Request) -> JSONResponse:
+def visible(request: Request) -> list[Chute]:
+    """The chutes the caller may call (every one without a key, where listing is public)."""
+    caller = record_of(request.scope).caller
     chutes = gateway_of(request).chutes
+    return [c for c in chutes if caller is None or caller.may_call(c.name)]
+
+
+def find_visible(request: Request, name_or_id: str, param: str = "chute") -> Chute:
+    """The model chute named (by name or id) that the caller may see; 404 otherwise."""
+    for chute in visible(request):
+        if chute.code is None and name_or_id in (chute.name, chute.chute_id):
+            return chute
+    raise NotFoundError(f"no chute {name_or_id!r} here", param=param, code="chute_not_found")
+
+
+async def list_models(request: Request) -> JSONResponse:
     # Models, not custom chutes: those are listed, with their cords, at GET /chutes.
-    listing = ModelList(data=[model_card(c) for c in chutes if c.code is None])
+    listing = ModelList(data=[model_card(c) for c in visible(request) if c.code is None])
     return JSONResponse(listing.model_dump(exclude_none=True))
 
 
 async def retrieve_model(request: Request) -> JSONResponse:
     name = request.path_params["model"]
-    chute = gateway_of(request).chutes.get(name)
+    chute = next((c for c in visible(request) if c.name == name), None)
     if chute is None or chute.code is not None:  # a custom chute is no model (GET /chutes)
         raise NotFoundError(f"model not found: {name}", param="model", code="model_not_found")
     return JSONResponse(model_card(chute).model_dump(exclude_none=True))
@@ -47,7 +62,7 @@ async def retrieve_model(request: Request) -> JSONResponse:
 
 async def list_chutes(request: Request) -> JSONResponse:
     chutes = []
-    for chute in gateway_of(request).chutes:
+    for chute in visible(request):
         entry: dict[str, object] = {
             "name": chute.name,
             "chute_id": chute.chute_id,

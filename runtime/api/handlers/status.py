@@ -5,8 +5,8 @@ each chute's name, engine and state, and its replicas' states. With a configured
 gateway without auth) it adds what only the operator should see: the model's source, the
 routes the engine serves, concurrency in use, queue and limit, each replica's GPUs, parallel
 sizes, restarts and last error line, the planner's reasons, prices, live traffic, and what the
-router did (requests per replica, prefix affinity hits, spills, blocks tracked). No key
-is ever part of it.
+router did (requests per replica, prefix affinity hits, spills, blocks tracked), and the last
+hour's usage per minute by key name and chute. No key is ever part of it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from runtime import __version__
+from runtime.access.meter import RECENT_MINUTES
 from runtime.api.operation import Operation, served_paths
 from runtime.api.record import record_of
 from runtime.api.state import gateway_of
@@ -111,19 +112,27 @@ def status_document(
     operations: tuple[Operation, ...],
     *,
     full: bool,
+    usage: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`usage`: the last hour's use per minute, key (by name) and chute, in the full view."""
     ready = chutes.all_ready() and not chutes.draining
     state = "ready" if ready else ("draining" if chutes.draining else "not_ready")
-    return {
+    document = {
         "status": state,
         "version": __version__,
         "full": full,
         "chutes": [_chute(c, traffic, operations, full) for c in chutes],
     }
+    if full:
+        document["usage"] = {"minutes": RECENT_MINUTES, "series": usage or []}
+    return document
 
 
 async def status(request: Request) -> JSONResponse:
     gateway = gateway_of(request)
     full = record_of(request.scope).authenticated or not gateway.auth_required
-    document = status_document(gateway.chutes, gateway.traffic, gateway.operations, full=full)
+    usage = gateway.access.meter.series() if full else None
+    document = status_document(
+        gateway.chutes, gateway.traffic, gateway.operations, full=full, usage=usage
+    )
     return JSONResponse(document, headers={"Cache-Control": "no-store"})

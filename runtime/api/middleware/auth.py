@@ -3,16 +3,17 @@
 Accepted: `Authorization: Bearer <key>` (the scheme in any case), a bare `Authorization: <key>`
 (the platform reads the header's last word, so a bare key works there too), and
 `X-API-Key: <key>`. Any other scheme (`Basic …`, `Token …`) is a 401 that says what is
-expected, not a key. Keys are compared in constant time.
+expected, not a key. A key is found by its digest (`runtime.access.keyring`); the identity
+it names goes into the request's record for the chute's admission and the metering.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runtime.access.keyring import KeyRing
 from runtime.api.envelope import error_response
 from runtime.api.record import RequestRecord, record_of
 from runtime.errors import AuthenticationError
@@ -43,31 +44,21 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes],
     return keys, bad_scheme
 
 
-def key_matches(offered: Iterable[bytes], keys: tuple[bytes, ...]) -> bool:
-    """Whether any key offered is a configured one."""
-    # Compare against every key without stopping early, so timing says nothing of which
-    # key (if any) nearly matched.
-    found = False
-    for candidate in offered:
-        for key in keys:
-            found |= hmac.compare_digest(candidate, key)
-    return found
-
-
 class KeyCheck:
     """The configured keys, and which routes need none."""
 
-    def __init__(self, keys: Iterable[str], is_public: IsPublic) -> None:
-        self.keys = tuple(k.encode() for k in keys)
+    def __init__(self, keys: KeyRing, is_public: IsPublic) -> None:
+        self.keys = keys
         self.is_public = is_public
 
     def refusal(self, scope: Scope, record: RequestRecord) -> AuthenticationError | None:
-        """Why the request may not pass (a 401), or None; notes a key sent in the record."""
+        """Why the request may not pass (a 401), or None; notes the caller in the record."""
         offered, bad_scheme = presented_keys(scope["headers"])
-        authenticated = key_matches(offered, self.keys)
+        caller = self.keys.identify(offered) if offered else None
         # On a public route a key is optional, and shows more where it is sent (/status).
-        if authenticated or self.is_public(scope["method"], scope["path"]):
-            record.authenticated = authenticated
+        if caller is not None or self.is_public(scope["method"], scope["path"]):
+            record.authenticated = caller is not None
+            record.caller = caller
             return None
         if bad_scheme is not None:
             message = (f"Authorization: expected 'Bearer <key>' (or the bare key), not the "

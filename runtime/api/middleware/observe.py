@@ -15,6 +15,7 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.api.metering import settle_caller
 from runtime.api.operation import Operation
 from runtime.api.record import RequestRecord
 from runtime.observability.access import AccessEntry, AccessLog
@@ -46,6 +47,8 @@ class Observer:
 
     def answered(self, scope: Scope, record: RequestRecord, status: int) -> None:
         elapsed = perf_counter() - record.started
+        if record.ticket is not None and record.gateway is not None:
+            settle_caller(record.gateway.access, record, status, elapsed)
         if record.disconnected:
             status = CLIENT_CLOSED
         if record.operation is not None:
@@ -66,6 +69,7 @@ class Observer:
                 invocation_id=record.invocation_id,
                 usage=record.usage,
                 migrations=record.migrations,
+                key=record.caller.name if record.caller is not None else None,
             )
             self.access_log.add(entry)
         if self.traffic is not None:

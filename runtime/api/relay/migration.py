@@ -25,6 +25,7 @@ from runtime.fleet.backend import CHAT, COMPLETIONS
 from runtime.fleet.chutes import Chute, Lease
 from runtime.http.engine_client import EngineClosed, UpstreamBroken, UpstreamResponse
 from runtime.observability.metrics import Metrics
+from runtime.observability.usage import Usage
 from runtime.protocol import fastjson
 from runtime.protocol.continuation import (
     CONTINUE_PATH,
@@ -103,6 +104,8 @@ class Migration:
         self.path = path
         self.metrics = metrics
         self.moves = 0
+        # What the client received, token ids kept (when resumable).
+        self.sent = bytearray()
 
     def may_move(self) -> bool:
         return self.moves < self.plan.limit
@@ -132,7 +135,7 @@ class Migration:
         engine dies, from the replicas it moves to, asked by `resend(path, body)`. `again`:
         the request as first sent."""
         plan = self.plan
-        sent = bytearray()  # what the client received, token ids kept (when resumable)
+        sent = self.sent
         transcript: Transcript | None = None
         current, forwarded = first, False
         try:
@@ -173,6 +176,16 @@ class Migration:
         finally:
             if current is not first:
                 current.close()
+
+    def relayed(self) -> Usage | None:
+        """The usage of a stream its client left: its prompt, and the tokens relayed (None
+        when the engine was not asked for token ids)."""
+        if not self.sent:
+            return None
+        transcript = Transcript.read(bytes(self.sent), self.plan.chat)
+        if transcript.prompt_ids is None:
+            return None
+        return Usage(len(transcript.prompt_ids), len(transcript.generated))
 
     async def _again(
         self,

@@ -165,6 +165,9 @@ class EngineCall:
             record.disconnected = True
             if self.metrics is not None:
                 self.metrics.disconnected(self.chute, self.path)
+            if record.usage is None and self._migration is not None:
+                # What a stream generated before its client left, from its token ids.
+                self._count(record, self._migration.relayed())
             if self.abort is not None:
                 await self._send_abort(self.abort)
         except asyncio.CancelledError:

@@ -16,19 +16,21 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from runtime.api.metering import admit_caller
 from runtime.api.operation import Operation, Rewrite, Target, served_paths
 from runtime.api.record import RequestRecord, record_of
 from runtime.api.relay.migration import MigrationPlan, plan_migration
 from runtime.api.relay.reply import EngineCall
-from runtime.api.route_table import ENGINE_OPERATIONS
 from runtime.api.state import AppState, Limits, read_body
 from runtime.errors import (
     CapacityError,
     EngineUnavailableError,
     InvalidRequestError,
     NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
 )
-from runtime.fleet.backend import RESPONSES, AbortCall
+from runtime.fleet.backend import IMAGES, RESPONSES, AbortCall
 from runtime.fleet.chutes import Chute, Lease
 from runtime.fleet.routing.exact import TIMEOUT, read_tokens, tokenize_body
 from runtime.fleet.routing.policy import Prompt
@@ -38,6 +40,16 @@ from runtime.protocol import fastjson
 from runtime.protocol.fields import openai_fields, screen
 from runtime.protocol.rewrite import rewrite_request, wants_thinking
 from runtime.protocol.validation import parse_body, validate
+
+# What makes a model list try its next chute: the one before cannot serve this caller now
+# (at capacity, not ready, not this key's, or its quota spent). A key over its per-minute
+# limits is over them for every chute.
+MODEL_LIST_SKIPS = (
+    CapacityError,
+    EngineUnavailableError,
+    PermissionDeniedError,
+    PaymentRequiredError,
+)
 
 
 def screen_fields(
@@ -67,9 +79,12 @@ def check_limits(data: dict[str, Any], limits: Limits) -> None:
         )
 
 
-def unsupported(chute: Chute, op: Operation) -> InvalidRequestError:
-    """The error for a chute whose engine does not serve the route (`op.served_by`)."""
-    offered = served_paths(chute, ENGINE_OPERATIONS)
+def unsupported(
+    chute: Chute, op: Operation, operations: tuple[Operation, ...]
+) -> InvalidRequestError:
+    """The error for a chute whose engine does not serve the route (`op.served_by`), naming
+    those of the app's `operations` it serves."""
+    offered = served_paths(chute, operations)
     return InvalidRequestError(
         f"model {chute.name} (engine {chute.backend.name}) does not serve {op.path}; "
         f"it serves {', '.join(offered) or 'nothing yet'}",
@@ -96,6 +111,14 @@ async def forward(
     """The engine call for a request whose body names its `model`."""
     gateway = open_gateway(record)
     data = parse_body(await read_body(record.headers, receive, gateway.limits.max_body_bytes))
+    return await forward_json(gateway, record, op, data)
+
+
+async def forward_json(
+    gateway: AppState, record: RequestRecord, op: Operation, data: dict[str, Any]
+) -> EngineCall:
+    """The engine call for the request's JSON `data` (read from its body, or opened from an
+    E2EE blob), checked against the operation's schema."""
     assert op.request is not None and op.capability is not None
     validate(op.request, data)  # the body relayed is the JSON itself, rewritten
     check_limits(data, gateway.limits)
@@ -106,7 +129,7 @@ async def forward(
     for chute, thinking in candidates[:-1]:  # a model list: the next when one cannot serve
         try:
             return await _forward_to(gateway, record, op, dict(data), chute, thinking)
-        except (CapacityError, EngineUnavailableError) as exc:
+        except MODEL_LIST_SKIPS as exc:
             log.info("[%s] %s; the model list goes on", chute.name, exc.message)
     chute, thinking = candidates[-1]
     return await _forward_to(gateway, record, op, data, chute, thinking)
@@ -125,10 +148,14 @@ async def _forward_to(
     record.chute = chute.name
     record.model = data.get("model") or chute.name
     if not op.served_by(chute):
-        raise unsupported(chute, op)
+        raise unsupported(chute, op, gateway.operations)
     engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
     if engine_fields is not None:  # unchecked when the engine published nothing here
         screen_fields(data, engine_fields, op, gateway.strict_params)
+    if op.capability == IMAGES:  # metered: images, and denoising steps over all of them
+        record.images = data.get("n", 1)
+        record.steps = record.images * data.get("num_inference_steps", 25)
+    admit_caller(gateway.access, record, chute.name, data)
     chute.require_ready()
     if not thinking:
         header = record.headers.get(b"x-enable-thinking")
@@ -149,7 +176,9 @@ async def _forward_to(
         body.setdefault(field, record.invocation_id)
         abort = chute.backend.abort_call(str(body[field]))
     prefer = None
-    if op.capability == RESPONSES and isinstance(data.get("previous_response_id"), str):
+    if record.sealed_to is not None and record.sealed_to[0] == chute.name:
+        prefer = record.sealed_to[1]  # the replica whose key an E2EE request was sealed to
+    elif op.capability == RESPONSES and isinstance(data.get("previous_response_id"), str):
         # The response it continues lives in one replica's memory.
         held = gateway.stored.find(data["previous_response_id"])
         prefer = held.replica if held is not None and held.chute == chute.name else None

@@ -8,6 +8,7 @@ from runtime.conformance.groups import (
     basics,
     chat,
     cords,
+    e2ee,
     media,
     model_lists,
     rerank,
@@ -25,4 +26,5 @@ def all_checks() -> list[Check]:
         *media.CHECKS,
         *rerank.CHECKS,
         *cords.CHECKS,
+        *e2ee.CHECKS,
     ]

@@ -32,7 +32,7 @@ def test_no_usage_or_a_broken_one_is_none() -> None:
 def test_nested_usage_details_and_odd_spacing_are_read_too() -> None:
     body = (b'{"usage" :\n {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2},'
             b' "completion_tokens": 4}}')  # fmt: skip
-    assert find_usage(body) == Usage(5, 4)
+    assert find_usage(body) == Usage(5, 4, cached_tokens=2)
     assert find_usage(b'{"usage": {"prompt_tokens": 5, "note": "}", "completion_tokens": 1}}') == (
         Usage(5, 1)
     )
@@ -51,3 +51,24 @@ def test_the_responses_and_messages_apis_name_them_input_and_output() -> None:
         b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     )
     assert find_usage(delta) == Usage(12, 5)
+
+
+def test_cached_tokens_as_each_api_names_them() -> None:
+    responses = json.dumps(
+        {
+            "usage": {
+                "input_tokens": 9,
+                "input_tokens_details": {"cached_tokens": 4},
+                "output_tokens": 2,
+            }
+        }
+    ).encode()
+    assert find_usage(responses) == Usage(9, 2, cached_tokens=4)
+    # Anthropic's input_tokens leave out the cache's reads and writes; the prompt is all three.
+    usage = {"input_tokens": 3, "cache_read_input_tokens": 6, "cache_creation_input_tokens": 1}
+    messages = json.dumps({"usage": {**usage, "output_tokens": 5}}).encode()
+    assert find_usage(messages) == Usage(10, 5, cached_tokens=6)
+
+
+def test_a_rerank_reply_counts_its_total_as_prompt() -> None:
+    assert find_usage(b'{"results": [], "usage": {"total_tokens": 17}}') == Usage(17, 0)

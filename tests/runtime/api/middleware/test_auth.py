@@ -1,6 +1,7 @@
 import pytest
 
-from runtime.api.middleware.auth import KeyCheck, key_matches, presented_keys, public_routes
+from runtime.access.keyring import KeyRing
+from runtime.api.middleware.auth import KeyCheck, presented_keys, public_routes
 from runtime.api.record import RequestRecord
 from runtime.api.route_table import OPERATIONS
 
@@ -26,11 +27,12 @@ def test_other_schemes_offer_no_key(value: bytes) -> None:
 
 
 def test_key_matching() -> None:
-    keys = (b"alpha", b"beta")
-    assert key_matches([b"beta"], keys)
-    assert not key_matches([b"bet"], keys)
-    assert not key_matches([b""], keys)
-    assert key_matches([b"wrong", b"alpha"], keys) and not key_matches([], keys)
+    keys = KeyRing(["alpha", "beta"])
+    assert keys.identify([b"beta"]) is not None
+    assert keys.identify([b"bet"]) is None
+    assert keys.identify([b""]) is None
+    found = keys.identify([b"wrong", b"alpha"])
+    assert found is not None and found.name == "api-key-1" and keys.identify([]) is None
 
 
 def test_public_routes() -> None:
@@ -65,14 +67,14 @@ def test_the_key_check_reads_a_request_as_its_headers_came(
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
              "headers": [(b"host", b"x"), *headers]}  # fmt: skip
     record = RequestRecord.begin(scope, None)
-    refused = KeyCheck(["good"], public_routes(False)).refusal(scope, record)
+    refused = KeyCheck(KeyRing(["good"]), public_routes(False)).refusal(scope, record)
     assert (refused is None) == passes and record.authenticated == passes
     if says is not None:
         assert refused is not None and says in refused.message
 
 
 def test_a_key_with_whitespace_is_no_key_in_the_authorization_header() -> None:
-    check = KeyCheck(["two words", "good"], public_routes(False))
+    check = KeyCheck(KeyRing(["two words", "good"]), public_routes(False))
     for value in (b"Bearer two words", b"two words"):
         scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
                  "headers": [(b"authorization", value)]}  # fmt: skip

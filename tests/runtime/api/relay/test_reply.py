@@ -22,6 +22,7 @@ from runtime.fleet.admission import Admission
 from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Lease, Replica
 from runtime.fleet.registry import load_backend
 from runtime.http.engine_client import Endpoint, Upstream
+from runtime.observability.usage import Usage
 from tests.support.uvicorn_thread import serve_in_thread
 
 
@@ -160,7 +161,7 @@ def test_a_whole_reply_is_relayed_with_its_length_and_usage() -> None:
 
         await call({"type": "http"}, Client().receive, send)
         await upstream.close()
-        assert record.usage == (3, 2)
+        assert record.usage == Usage(3, 2)
         return sent
 
     with serve_in_thread(engine) as url:

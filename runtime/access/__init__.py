@@ -1,0 +1,1 @@
+"""Who is calling: named keys, their limits and quotas, and the usage metered for each."""
