@@ -26,8 +26,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from engines.fake_dialects import MessagesReply, ResponsesReply, input_text
+from engines.fake_sleep import SleepMode
 from engines.worker import listen_args, openapi_document, parse_worker_args, serve
 from runtime.fleet.backend import (
     CHAT,
@@ -85,7 +87,8 @@ class FakeBackend:
             "--model", request.model_path,
             *request.engine_args,
         )  # fmt: skip
-        return LaunchSpec(argv=argv, env={ENGINE_KEY_ENV: request.api_key})
+        sleeps = "--enable-sleep-mode" in request.engine_args
+        return LaunchSpec(argv=argv, env={ENGINE_KEY_ENV: request.api_key}, sleep_mode=sleeps)
 
     def abort_call(self, request_id: str) -> AbortCall | None:
         return None
@@ -111,7 +114,10 @@ def _limited(pieces: list[str], limit: Any) -> tuple[list[str], str]:
 class FakeEngine:
     """The fake engine's state: its served name, key and model card."""
 
-    def __init__(self, served_name: str, api_key: str, model: str) -> None:
+    def __init__(
+        self, served_name: str, api_key: str, model: str, sleep: SleepMode | None = None
+    ) -> None:
+        self.sleep = sleep
         self.served_name = served_name
         self.api_key = api_key
         self.model = model
@@ -122,7 +128,7 @@ class FakeEngine:
         }  # fmt: skip
         self.stored: dict[str, ResponsesReply] = {}
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
         routes = [
             Route("/health", self.health),
             Route("/v1/models", self.models),
@@ -139,7 +145,10 @@ class FakeEngine:
             Route("/abort_request", self.abort_request, methods=["POST"]),
             Route("/openapi.json", self.openapi),
         ]
-        return Starlette(routes=routes)
+        if self.sleep is not None:
+            routes += self.sleep.routes(self._authorized)
+        app = Starlette(routes=routes)
+        return app if self.sleep is None else self.sleep.guard(app)
 
     async def openapi(self, request: Request) -> Response:
         bodies: dict[str, type[BaseModel]] = {
@@ -184,7 +193,8 @@ class FakeEngine:
         return Response(status_code=200)
 
     async def get_stats(self, request: Request) -> Response:
-        return JSONResponse(self.stats)
+        sleep = {"sleep": self.sleep.counts} if self.sleep is not None else {}
+        return JSONResponse({**self.stats, **sleep})
 
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -387,10 +397,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="fake")
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--no-auth", action="store_true", help="answer without checking the key")
+    parser.add_argument(
+        "--enable-sleep-mode", action="store_true", help="serve vLLM's /sleep and /wake_up"
+    )
+    parser.add_argument("--sleep-delay", type=float, default=0.0, help="seconds each one takes")
     args = parse_worker_args(parser, argv, key_required=False)
     if args.startup_delay:
         time.sleep(args.startup_delay)
-    engine = FakeEngine(args.served_model_name, "" if args.no_auth else args.api_key, args.model)
+    sleep = SleepMode(args.sleep_delay) if args.enable_sleep_mode else None
+    key = "" if args.no_auth else args.api_key
+    engine = FakeEngine(args.served_model_name, key, args.model, sleep)
     serve(engine.app(), args)
 
 

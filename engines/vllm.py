@@ -54,6 +54,9 @@ def parallel_sizes(args: Sequence[str]) -> ParallelSizes:
     return read_parallel_sizes(args, TP_FLAGS, PP_FLAGS, DP_FLAGS)
 
 
+SLEEP_FLAGS = ("--enable-sleep-mode",)
+
+
 def multi_node_args(request: LaunchRequest) -> list[str]:
     """vLLM's native multi-node flags (0.32: no Ray needed): every node runs the same
     sizes, with its rank, and meets the others at the leader's address and port."""
@@ -119,7 +122,19 @@ class VLLMBackend:
             config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": kv_events}
             argv += ["--kv-events-config", json.dumps(config)]
         argv += self._tracing(request, env)
-        return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events)
+        sleeps = self._sleep_mode(request, argv, env)
+        return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events, sleep_mode=sleeps)
+
+    def _sleep_mode(self, request: LaunchRequest, argv: list[str], env: dict[str, str]) -> bool:
+        """On GPUs, an on-demand chute's engine can sleep (vLLM's sleep mode is GPU-only):
+        its sleep routes are development routes, served on the engine's private link only."""
+        asked = has_flag(request.engine_args, SLEEP_FLAGS)
+        if request.device != "cuda" or not (request.on_demand or asked):
+            return False
+        if not asked:
+            argv.append("--enable-sleep-mode")
+        env["VLLM_SERVER_DEV_MODE"] = "1"
+        return True
 
     def _tracing(self, request: LaunchRequest, env: dict[str, str]) -> list[str]:
         """vLLM's own request spans, sent where the gateway's go: with the trace context the

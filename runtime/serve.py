@@ -165,6 +165,7 @@ def supervisor_config(settings: Settings) -> SupervisorConfig:
         leader_address=settings.leader_address,
         otlp_endpoint=settings.otlp_endpoint or "",
         otlp_protocol=settings.otlp_protocol,
+        max_loaded=settings.max_loaded,
     )
 
 

@@ -62,6 +62,8 @@ class RequestRecord:
     # What an image request asked for (images and denoising steps each), for its metering.
     images: int = 0
     steps: int = 0
+    # Seconds the request waited for its on-demand chute to load (None: it was loaded).
+    load_wait: float | None = None
     # The (chute, replica) whose key an E2EE request was sealed to (runtime.fleet.e2ee).
     sealed_to: tuple[str, int] | None = None
 

@@ -80,6 +80,22 @@ class ChuteSettings(BaseModel):
     startup_timeout: float = Field(
         1800.0, gt=0, description="seconds to wait for the engine to become ready"
     )
+    load: Literal["always", "on-demand"] = Field(
+        "always",
+        description="always: the engine runs from start to stop; on-demand: it starts with the "
+        "first request and stops after keep_alive without one (or to make room)",
+    )
+    load_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="seconds a request waits for its on-demand chute to load before a 503 "
+        "(the load goes on for the next request)",
+    )
+    keep_alive: str = Field(
+        "5m",
+        description='how long an on-demand chute stays loaded after its last request: "30s", '
+        '"5m", "1h", "0" (unload when idle), "-1" (never)',
+    )
     node_selector: dict[str, Any] | None = Field(
         None,
         description="Chutes NodeSelector: gpu_count, min_vram_gb_per_gpu, include, exclude, …",
@@ -176,6 +192,17 @@ class ChuteSettings(BaseModel):
         for url in value:
             check_url(url)
         return value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _keep_alive(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        """Seconds an idle on-demand chute stays loaded (None: forever)."""
+        return parse_duration(self.keep_alive)
 
     @model_validator(mode="after")
     def _remote_or_local(self) -> ChuteSettings:
@@ -335,6 +362,12 @@ class Settings(BaseModel):
     )
     max_n: int = Field(16, ge=1, le=128, description="largest `n` (choices per request) accepted")
     max_messages: int = Field(2048, ge=1, description="most chat messages one request may carry")
+    max_loaded: int = Field(
+        0,
+        ge=0,
+        description="most chutes loaded at once (0: no cap); loading an on-demand chute past it "
+        "first unloads the least recently used idle one",
+    )
     queue_size: int = Field(
         0, ge=0, description="requests that may wait for a slot on a full chute (0: 429 at once)"
     )
@@ -412,6 +445,23 @@ class Settings(BaseModel):
         if any(not k.get_secret_value().strip() for k in keys):
             raise ValueError("an API key must not be empty")
         return keys
+
+
+_DURATION = re.compile(r"^(-1|0|\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds from Ollama-style durations ("30s", "5m", "1h", a bare number of seconds);
+    "-1" (or any negative number) is forever: None."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        if re.match(r"^-\d+(?:\.\d+)?[a-z]*$", text.strip()):
+            return None
+        raise ValueError(f'{text!r}: a duration such as "30s", "5m", "1h", "0" or "-1"')
+    number, unit = match.groups()
+    value = float(number)
+    return None if value < 0 else value * _UNIT[unit]
 
 
 def env_name(field: str, extra: Mapping[str, Any] | None) -> str | None:

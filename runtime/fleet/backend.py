@@ -83,6 +83,9 @@ class LaunchRequest:
     # that trace send their spans there too.
     otlp_endpoint: str = ""
     otlp_protocol: str = "grpc"
+    # The chute loads on demand: an engine that can sleep (free its device memory and wake
+    # in seconds) is started able to.
+    on_demand: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class LaunchSpec:
     files: Mapping[str, str] = field(default_factory=dict)
     # The endpoint the engine publishes KV-cache events on, when it was asked to and will.
     kv_events: str = ""
+    # The engine serves vLLM's sleep routes on its private link (`POST /sleep?level=1|2`,
+    # `POST /wake_up`): an on-demand chute sleeps instead of stopping.
+    sleep_mode: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ RETRY_AFTER = {"Retry-After": "5"}
 # How often a request waiting for a replica to come back looks again (a restart takes seconds
 # to minutes; the wait is rare, the check cheap).
 RELOCATE_POLL = 0.2
+# An on-demand chute used within this many seconds is not idle, whatever its keep_alive: a
+# request that found it loaded may not hold its slot yet.
+IDLE_GRACE = 1.0
 
 
 class ChuteState(enum.Enum):
@@ -46,6 +49,16 @@ class ChuteState(enum.Enum):
     RESTARTING = "restarting"
     FAILED = "failed"
     STOPPED = "stopped"
+    # An on-demand chute with no engine running: the next request loads it.
+    UNLOADED = "unloaded"
+    # An on-demand chute whose engines sleep (GPU memory freed): the next request wakes it.
+    SLEEPING = "sleeping"
+
+
+# States in which a chute holds no device memory (an on-demand chute's `unloaded` and
+# `sleeping` included): what `max_loaded` does not count.
+RESTING = frozenset({ChuteState.UNLOADED, ChuteState.SLEEPING, ChuteState.FAILED,
+                     ChuteState.STOPPED, ChuteState.PREPARING})  # fmt: skip
 
 
 @dataclass
@@ -64,6 +77,9 @@ class Replica:
     remote: Endpoint | None = None
     # Set by a request that found the engine refusing connections: the supervisor probes now.
     suspect: asyncio.Event = field(default_factory=asyncio.Event)
+    # Its engine can sleep (vLLM's sleep mode), and the level it sleeps at (0: awake).
+    sleep_mode: bool = False
+    slept: int = 0
 
     def mark_unreachable(self, reason: str) -> bool:
         """Out of service until the supervisor's probe answers; False if it already was."""
@@ -112,15 +128,47 @@ class Chute:
     code: ChuteCode | None = None
     # Its measured prompt and output tokens per second (model lists order by them).
     speed: Speed = field(default_factory=Speed)
+    # When a request last ended here (monotonic; on-demand chutes unload after keep_alive),
+    # and its loads and unloads so far, with the seconds its loads took.
+    last_used: float = 0.0
+    # Seconds it stays loaded once idle (None: for ever); a request's `keep_alive` sets it
+    # (as Ollama's does), else the chute's setting.
+    keep_alive: float | None = field(init=False)
+    loads: int = 0
+    unloads: int = 0
+    load_seconds: float = 0.0
+    # Of those, the ones that were a sleep and a wake (GPU engines in sleep mode).
+    sleeps: int = 0
+    wakes: int = 0
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = self.settings.served_name
+        self.keep_alive = self.settings.keep_alive_seconds
         self.router = Router(
             RoutingPolicy(self.settings.routing), self.settings.routing_memory_mb << 20
         )
+
+    @property
+    def on_demand(self) -> bool:
+        return self.settings.load == "on-demand"
+
+    @property
+    def idle(self) -> bool:
+        """No request holds or waits for a slot here."""
+        return self.admission.used == 0 and self.admission.waiting == 0
+
+    def unloads_in(self, now: float, grace: float) -> float | None:
+        """Seconds until an idle, loaded on-demand chute reaches its keep_alive (None: not
+        counting down); never under `grace` after its last use."""
+        keep = self.keep_alive
+        if not self.on_demand or keep is None or not self.idle:
+            return None
+        if self.state in RESTING:
+            return None
+        return max(0.0, max(keep, grace) - (now - self.last_used))
 
     @property
     def chute_id(self) -> str:
@@ -139,7 +187,7 @@ class Chute:
             return self.phase
         states = {r.state for r in self.replicas}
         order = (ChuteState.READY, ChuteState.UNREACHABLE, ChuteState.RESTARTING,
-                 ChuteState.STARTING)  # fmt: skip
+                 ChuteState.STARTING, ChuteState.SLEEPING)  # fmt: skip
         for state in order:
             if state in states:
                 return state
@@ -250,6 +298,7 @@ class Lease:
         self.replica.outstanding -= 1
         if self.slot:
             self.chute.admission.release()
+        self.chute.last_used = time.monotonic()
 
 
 # Model-list suffixes: order by prompt tokens per second (`:latency`) or output tokens per
@@ -273,6 +322,8 @@ class ChuteSet:
         self.draining = False
         self.stopping = False
         self.relays: set[asyncio.Task[Any]] = set()
+        # Loads an on-demand chute's engines (the supervisor sets it; None: nothing loads).
+        self.loader: Callable[[Chute], Awaitable[None]] | None = None
 
     def stop_relays(self) -> None:
         """End every relay in flight: each answers 503, or an error event mid-stream."""
@@ -341,4 +392,15 @@ class ChuteSet:
         return matches[0]
 
     def all_ready(self) -> bool:
-        return all(c.state is ChuteState.READY for c in self)
+        """Every chute that is always loaded is ready (on-demand ones load when asked)."""
+        return all(c.state is ChuteState.READY for c in self if not c.on_demand)
+
+    async def ensure_loaded(self, chute: Chute) -> float:
+        """Load an on-demand chute that is not loaded (or wait for the load under way):
+        the seconds it took, 0.0 when it was ready. What the loader raises (503 with the
+        reason) reaches the request."""
+        if not chute.on_demand or self.loader is None or chute.state is ChuteState.READY:
+            return 0.0
+        asked = time.monotonic()
+        await self.loader(chute)
+        return time.monotonic() - asked

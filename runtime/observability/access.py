@@ -29,6 +29,8 @@ class AccessEntry:
     migrations: int = 0
     # The caller's key by name (never the key), when it sent one.
     key: str | None = None
+    # Seconds it waited for its on-demand chute to load.
+    load_wait: float | None = None
 
     def message(self) -> str:
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
@@ -36,9 +38,10 @@ class AccessEntry:
         tokens = f" tokens={usage[0]}+{usage[1]}" if usage is not None else ""
         moved = f" migrated={self.migrations}" if self.migrations else ""
         key = f" key={self.key}" if self.key else ""
+        loaded = f" loaded={self.load_wait:.1f}s" if self.load_wait is not None else ""
         return (
             f'{peer} "{self.method} {self.path}" {self.status} {self.elapsed * 1000:.1f}ms '
-            f"chute={self.chute or '-'}{tokens}{moved}{key} id={self.invocation_id}"
+            f"chute={self.chute or '-'}{tokens}{moved}{loaded}{key} id={self.invocation_id}"
         )
 
     def fields(self) -> dict[str, object]:
@@ -58,6 +61,8 @@ class AccessEntry:
             fields["migrations"] = self.migrations
         if self.key:
             fields["key"] = self.key
+        if self.load_wait is not None:
+            fields["load_wait_s"] = round(self.load_wait, 3)
         return fields
 
 

@@ -212,6 +212,11 @@ class ChuteCollector(Collector):
         exact = _counter(
             "route_exact_hits", "Affinity hits found in the engines' KV-cache events", "chute"
         )
+        loads = _counter("chute_loads", "On-demand loads of a chute's engines", "chute")
+        unloads = _counter("chute_unloads", "Unloads of an on-demand chute's engines", "chute")
+        load_time = _counter("chute_load_seconds", "Seconds its on-demand loads took", "chute")
+        sleeps = _counter("chute_sleeps", "Unloads that put the engines to sleep", "chute")
+        wakes = _counter("chute_wakes", "Loads that woke sleeping engines", "chute")
         blocks = _gauge("route_prefix_blocks", "Prompt-prefix blocks the router tracks", "chute")
         tracked = _gauge("route_prefix_bytes", "Memory budgeted to those blocks", "chute")
         for chute in self.chutes:
@@ -230,7 +235,14 @@ class ChuteCollector(Collector):
             hits.add_metric([chute.name], router.stats.affinity_hits)
             spills.add_metric([chute.name], router.stats.spills)
             exact.add_metric([chute.name], router.stats.exact_hits)
+            if chute.on_demand:
+                loads.add_metric([chute.name], chute.loads)
+                unloads.add_metric([chute.name], chute.unloads)
+                load_time.add_metric([chute.name], chute.load_seconds)
+                sleeps.add_metric([chute.name], chute.sleeps)
+                wakes.add_metric([chute.name], chute.wakes)
             blocks.add_metric([chute.name], len(router.index))
             tracked.add_metric([chute.name], router.index.bytes)
         yield from (in_flight, queued, limit, rejected, up, restarts)
         yield from (routed, hits, spills, exact, blocks, tracked)
+        yield from (loads, unloads, load_time, sleeps, wakes)

@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+# loaded, loading, sleeping or unloaded (an on-demand chute's engines asleep, or not
+# running), or failed.
+LoadState = Literal["loaded", "loading", "sleeping", "unloaded", "failed"]
+
 
 class PriceAmount(BaseModel):
     usd: float
@@ -35,6 +39,7 @@ class Model(BaseModel):
     max_model_len: int | None = None
     # The chute's stable id (the platform's `/chutes/{chute-id}/...` names chutes by it).
     chute_id: str | None = None
+    state: LoadState | None = None
     price: Price
     pricing: Pricing
 

@@ -65,8 +65,13 @@ def request_for(chute: Chute, facts: ModelFacts | None) -> ChuteRequest:
 def plan_chutes(
     chutes: Sequence[Chute], folders: Mapping[str, Path | None], nodes: Sequence[Node]
 ) -> Plan:
-    requests = []
+    """The chutes that are always loaded share the nodes; each on-demand chute is planned
+    as if the nodes were its own: it runs when others are unloaded or asleep (`max_loaded`
+    keeps how many run at once)."""
+    requests = {}
     for chute in chutes:
         source = resolve_source(chute.settings, chute.backend.single_file_suffixes)
-        requests.append(request_for(chute, facts_for(chute, folders.get(chute.name), source)))
-    return plan(requests, nodes)
+        requests[chute.name] = request_for(chute, facts_for(chute, folders.get(chute.name), source))
+    shared = plan([requests[c.name] for c in chutes if not c.on_demand], nodes)
+    alone = [plan([requests[c.name]], nodes).chutes[0] for c in chutes if c.on_demand]
+    return Plan((*shared.chutes, *alone), shared.unused)

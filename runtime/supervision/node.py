@@ -27,17 +27,16 @@ from runtime.fleet.backend import LaunchRequest, split_args
 from runtime.fleet.chutes import Chute, ChuteSet
 from runtime.planner.host import Host
 from runtime.planner.plan import ReplicaPlan
-from runtime.supervision.layout import plan_chutes
-from runtime.supervision.process import ChildProcess, free_port
-from runtime.supervision.supervisor import (
-    SupervisorConfig,
+from runtime.supervision.launching import (
     engine_device,
     engine_environment,
-    prepare_model,
     private_folder,
     remove_private_files,
     write_private_files,
 )
+from runtime.supervision.layout import plan_chutes
+from runtime.supervision.process import ChildProcess, free_port
+from runtime.supervision.supervisor import SupervisorConfig, prepare_model
 
 log = logging.getLogger("chutebox.node")
 # Seconds between two looks at the leader's port; a leader engine restarts in far more.

@@ -16,43 +16,43 @@ folder, never in an engine's arguments.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import secrets
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import ConfigError
-from runtime.fleet.backend import Device, LaunchRequest, LaunchSpec, split_args
+from runtime.fleet.backend import LaunchRequest, split_args
 from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica
 from runtime.fleet.routing.policy import RoutingPolicy
 from runtime.http.engine_client import Endpoint, Upstream
 from runtime.planner.host import Host
-from runtime.planner.plan import ReplicaPlan
 from runtime.protocol.fields import EngineFields
 from runtime.supervision.hub import HubAccess
+from runtime.supervision.launching import (
+    address_of,
+    cpu_share,
+    engine_device,
+    engine_environment,
+    private_folder,
+    redact,
+    remove_private_files,
+    waiting_for_nodes,
+    write_private_files,
+)
 from runtime.supervision.layout import plan_chutes
+from runtime.supervision.on_demand import OnDemand
 from runtime.supervision.process import ChildProcess, free_port
 from runtime.supervision.remote import Answer, FollowTimes, follow
+from runtime.supervision.sleep import sleep_chute, wake_chute
 from runtime.supervision.sources import prepare, resolve_source
 
 log = logging.getLogger("chutebox.supervisor")
-
-# As in the Chutes templates: engines never reach the hub at run time.
-ENGINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
-    "PYTHONUNBUFFERED": "1",
-}
 
 
 class EngineStartError(Exception):
@@ -77,20 +77,8 @@ class SupervisorConfig:
     # The OTLP collector engines that trace send their spans to (empty: none).
     otlp_endpoint: str = ""
     otlp_protocol: str = "grpc"
-
-
-def engine_device(chute: Chute, host: Host) -> Device:
-    if chute.settings.device != "auto":
-        return chute.settings.device
-    return "cuda" if host.gpu_count else "cpu"
-
-
-def cpu_share(cpu_ids: tuple[int, ...], index: int, count: int) -> tuple[int, ...]:
-    """Replica `index` of `count` gets its own slice of the cores (all, if too few)."""
-    if count <= 1 or len(cpu_ids) < count:
-        return cpu_ids
-    size = len(cpu_ids) // count
-    return cpu_ids[index * size : (index + 1) * size]
+    # Most chutes loaded at once (0: no cap; runtime.supervision.on_demand).
+    max_loaded: int = 0
 
 
 class Supervisor:
@@ -105,16 +93,24 @@ class Supervisor:
         self._upstream: Upstream | None = None
         self.private_dir: Path | None = None
         self._lives = 0
+        # Each chute's replica tasks, and the folder its engines load (an on-demand chute's
+        # are started and stopped again while the gateway runs).
+        self._replica_tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._prepared: dict[str, Path] = {}
+        self.on_demand = OnDemand(chutes, config.max_loaded, self._load, self._unload)
 
     async def start(self, upstream: Upstream) -> None:
         self._upstream = upstream
         self.private_dir = private_folder()
+        self.chutes.loader = self.on_demand.load
         self._tasks.append(asyncio.create_task(self._boot(), name="supervisor:boot"))
+        self._tasks.append(asyncio.create_task(self.on_demand.keep(), name="supervisor:keep"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *(t for ts in self._replica_tasks.values() for t in ts)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(e.stop(self._grace()) for e in self._engines.values()))
         for chute in self.chutes:
             chute.phase = ChuteState.STOPPED
@@ -124,6 +120,12 @@ class Supervisor:
             shutil.rmtree(self.private_dir, ignore_errors=True)
 
     async def _boot(self) -> None:
+        try:
+            await self._plan_and_start()
+        finally:
+            self.on_demand.planned.set()
+
+    async def _plan_and_start(self) -> None:
         for chute in (c for c in self.chutes if c.remote):
             self._follow_remote(chute)
         chutes = [c for c in self.chutes if not c.remote]
@@ -145,13 +147,57 @@ class Supervisor:
             count = len(chute_plan.replicas)
             chute.replicas = [Replica(i, plan, cpu_share(self.host.cpu_ids, i, count))
                               for i, plan in enumerate(chute_plan.replicas)]  # fmt: skip
-            chute.phase = ChuteState.STARTING
             chute.plan_reasons = chute_plan.reasons
             for reason in chute_plan.reasons:
                 log.info("[%s] plan: %s", chute.name, reason)
-            for replica in chute.replicas:
-                task = self._run(chute, replica, prepared[chute.name])
-                self._tasks.append(asyncio.create_task(task, name=f"{chute.name}/{replica.index}"))
+            self._prepared[chute.name] = prepared[chute.name]
+            if chute.on_demand:
+                self._rest(chute)
+                log.info("[%s] unloaded: loads on its first request", chute.name)
+            else:
+                await self._start_replicas(chute)
+
+    async def _start_replicas(self, chute: Chute) -> None:
+        """Run each of the chute's replicas (the plan made them) in its own task."""
+        chute.phase, chute.detail = ChuteState.STARTING, ""
+        tasks = []
+        for replica in chute.replicas:
+            replica.state, replica.detail = ChuteState.STARTING, ""
+            task = self._run(chute, replica, self._prepared[chute.name])
+            tasks.append(asyncio.create_task(task, name=f"{chute.name}/{replica.index}"))
+        self._replica_tasks[chute.name] = tasks
+
+    async def _load(self, chute: Chute) -> None:
+        """An on-demand chute's load: its engines woken if they sleep, else started."""
+        assert self._upstream is not None
+        if chute.state is ChuteState.SLEEPING:
+            if await wake_chute(self._upstream, chute):
+                return
+            await self._stop_replicas(chute)  # a wake that failed: start afresh
+        await self._start_replicas(chute)
+
+    async def _unload(self, chute: Chute) -> None:
+        """An on-demand chute's unload: its engines put to sleep where they can, else
+        stopped."""
+        awake = [r for r in chute.replicas if r.state is ChuteState.READY and r.endpoint]
+        if awake and len(awake) == len(chute.replicas) and all(r.sleep_mode for r in awake):
+            assert self._upstream is not None
+            if await sleep_chute(self._upstream, chute, awake):
+                return
+        await self._stop_replicas(chute)
+
+    async def _stop_replicas(self, chute: Chute) -> None:
+        """Stop the chute's engines (each replica's task ends with its engine stopped)."""
+        tasks = self._replica_tasks.pop(chute.name, [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._rest(chute)
+
+    def _rest(self, chute: Chute) -> None:
+        chute.phase = ChuteState.UNLOADED
+        for replica in chute.replicas:
+            replica.state, replica.endpoint, replica.detail = ChuteState.UNLOADED, None, ""
 
     def _follow_remote(self, chute: Chute) -> None:
         chute.replicas = [Replica(i, remote=endpoint) for i, endpoint in enumerate(chute.remote)]
@@ -278,6 +324,7 @@ class Supervisor:
             master_port=chute.settings.dist_port,
             otlp_endpoint=self.config.otlp_endpoint,
             otlp_protocol=self.config.otlp_protocol,
+            on_demand=chute.on_demand,
         )
 
     def _kv_events_endpoint(self, chute: Chute) -> str:
@@ -317,6 +364,7 @@ class Supervisor:
             if spec.kv_events:
                 chute.router.kv.watch(replica.index, spec.kv_events)
             replica.endpoint, replica.state, replica.detail = endpoint, ChuteState.READY, ""
+            replica.sleep_mode, replica.slept = spec.sleep_mode, 0
             replica.suspect.clear()
             log.info("[%s] ready on %s", label, endpoint.address)
             return await self._watch(chute, replica, engine, endpoint)
@@ -455,62 +503,6 @@ async def prepare_model(chute: Chute, host: Host, config: SupervisorConfig) -> P
     )
 
 
-def engine_environment(host: Host, chute: Chute, plan: ReplicaPlan, rank: int,
-                       extra: Mapping[str, str]) -> dict[str, str]:  # fmt: skip
-    """An engine's environment: the host's, the engine defaults, the plan's NCCL settings and
-    GPUs (on the replica's node of `rank`), the backend's, then the chute's own `env`."""
-    env = {**host.environ, **ENGINE_ENV}
-    for name in plan.env_unset:
-        env.pop(name, None)
-    env.update(plan.env)
-    devices = plan.devices_on(rank)
-    if devices:
-        env["CUDA_VISIBLE_DEVICES"] = devices
-    # A chute's `env` may override what the backend set (settings checked it holds no key).
-    return {**env, **extra, **chute.settings.env}
-
-
-def waiting_for_nodes(chute: Chute, leader: str, before: str) -> str:
-    """What a multi-node replica waits for while its engine starts: every rank joining."""
-    nodes = chute.settings.nodes
-    ranks = ", ".join(str(r) for r in range(1, nodes))
-    text = (f"waiting for node rank(s) {ranks} to join at {leader}:{chute.settings.dist_port} "
-            f"(on each: chutebox serve with this config and --node-rank N "
-            f"--leader-address {leader})")  # fmt: skip
-    first = before.removeprefix("restarting: ").splitlines()[0] if before else ""
-    return f"{text}; before: {first}" if first else text
-
-
-def private_folder() -> Path:
-    """A folder only this user can open (mkdtemp makes it 0700): engine sockets and key
-    files live there. Under /tmp when the temp dir's path is too long for socket names."""
-    folder = Path(tempfile.mkdtemp(prefix="chutebox-"))
-    if len(str(folder)) > 80:
-        shutil.rmtree(folder)
-        folder = Path(tempfile.mkdtemp(prefix="chutebox-", dir="/tmp"))
-    return folder
-
-
-def address_of(request: LaunchRequest) -> str:
-    if request.socket_path:
-        return "unix:" + request.socket_path
-    return f"http://{request.host}:{request.port}"
-
-
-def write_private_files(spec: LaunchSpec) -> None:
-    for path, text in spec.files.items():
-        # Created readable by this user alone, before a byte of the secret is written.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-
-
-def remove_private_files(spec: LaunchSpec, socket_path: str) -> None:
-    for path in (*spec.files, *([socket_path] if socket_path else [])):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
 def model_ids(listing: Any) -> list[str]:
     data = listing.get("data") if isinstance(listing, dict) else None
     return [str(e.get("id")) for e in data or [] if isinstance(e, dict)]
@@ -523,7 +515,3 @@ def card_for(name: str, listing: Any) -> dict[str, Any]:
             if isinstance(entry, dict) and entry.get("id") == name:
                 return entry
     return {}
-
-
-def redact(argv: tuple[str, ...], secret: str) -> list[str]:
-    return ["***" if a == secret else a for a in argv]

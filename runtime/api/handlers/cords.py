@@ -78,6 +78,7 @@ class CordEndpoint:
         record.chute = chute.name
         body = await read_body(record.headers, receive, gateway.limits.max_body_bytes)
         admit_caller(gateway.access, record, chute.name, None)
+        record.load_wait = await gateway.chutes.ensure_loaded(chute) or None
         chute.require_ready()
         lease = await admit(chute, slot=True)
         target = cord.path

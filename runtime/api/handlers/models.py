@@ -9,8 +9,16 @@ from starlette.responses import JSONResponse
 from runtime.api.record import record_of
 from runtime.api.state import gateway_of
 from runtime.errors import NotFoundError
-from runtime.fleet.chutes import Chute
-from runtime.protocol.models import Model, ModelList, Price, PriceAmount, Pricing
+from runtime.fleet.chutes import Chute, ChuteState
+from runtime.protocol.models import LoadState, Model, ModelList, Price, PriceAmount, Pricing
+
+# What each chute state means to a client choosing a model: can it answer now, soon, or not.
+LOAD_STATES: dict[ChuteState, LoadState] = {
+    ChuteState.READY: "loaded", ChuteState.UNREACHABLE: "loaded",
+    ChuteState.UNLOADED: "unloaded", ChuteState.STOPPED: "unloaded",
+    ChuteState.SLEEPING: "sleeping",
+    ChuteState.FAILED: "failed",
+}  # fmt: skip
 
 
 def model_card(chute: Chute) -> Model:
@@ -23,6 +31,7 @@ def model_card(chute: Chute) -> Model:
         root=card.get("root", settings.model),
         max_model_len=card.get("max_model_len"),
         chute_id=chute.chute_id,
+        state=LOAD_STATES.get(chute.state, "loading"),
         price=Price(
             input=PriceAmount(usd=settings.price_prompt, tao=0.0),
             output=PriceAmount(usd=settings.price_completion, tao=0.0),

@@ -11,6 +11,7 @@ hour's usage per minute by key name and chute. No key is ever part of it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from runtime.access.meter import RECENT_MINUTES
 from runtime.api.operation import Operation, served_paths
 from runtime.api.record import record_of
 from runtime.api.state import gateway_of
-from runtime.fleet.chutes import Chute, ChuteSet, Replica
+from runtime.fleet.chutes import IDLE_GRACE, Chute, ChuteSet, Replica
 from runtime.observability.traffic import Traffic
 
 
@@ -70,6 +71,7 @@ def _chute(
                               "completion": settings.price_completion},
         "traffic": traffic.snapshot(chute.name) if traffic is not None else None,
         "routing": _routing(chute),
+        "load": _load(chute),
     }  # fmt: skip
     return info
 
@@ -87,6 +89,26 @@ def cord_list(chute: Chute) -> list[dict[str, Any]] | None:
              "url": f"/chutes/{chute.name}{c.path}", "stream": c.stream,
              "output_content_type": c.output_content_type, "body_schema": c.body_schema}
             for c in chute.code.cords]  # fmt: skip
+
+
+def _load(chute: Chute) -> dict[str, Any]:
+    """How the chute is loaded: always, or on demand with its keep-alive countdown."""
+    info: dict[str, Any] = {"mode": chute.settings.load}
+    if not chute.on_demand:
+        return info
+    now = time.monotonic()
+    left = chute.unloads_in(now, IDLE_GRACE)
+    info |= {
+        "keep_alive_seconds": chute.keep_alive,
+        "last_used_seconds_ago": round(now - chute.last_used, 1) if chute.last_used else None,
+        "unloads_in_seconds": round(left, 1) if left is not None else None,
+        "loads": chute.loads,
+        "unloads": chute.unloads,
+        "load_seconds_total": round(chute.load_seconds, 2),
+        "sleeps": chute.sleeps,
+        "wakes": chute.wakes,
+    }
+    return info
 
 
 def _routing(chute: Chute) -> dict[str, Any]:

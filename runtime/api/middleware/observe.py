@@ -70,6 +70,7 @@ class Observer:
                 usage=record.usage,
                 migrations=record.migrations,
                 key=record.caller.name if record.caller is not None else None,
+                load_wait=record.load_wait,
             )
             self.access_log.add(entry)
         if self.traffic is not None:

@@ -22,6 +22,7 @@ from runtime.api.record import RequestRecord, record_of
 from runtime.api.relay.migration import MigrationPlan, plan_migration
 from runtime.api.relay.reply import EngineCall
 from runtime.api.state import AppState, Limits, read_body
+from runtime.config.settings import parse_duration
 from runtime.errors import (
     CapacityError,
     EngineUnavailableError,
@@ -77,6 +78,21 @@ def check_limits(data: dict[str, Any], limits: Limits) -> None:
             param="messages",
             code="limit_exceeded",
         )
+
+
+def keep_alive_of(value: Any) -> float | None:
+    """A request's `keep_alive` as Ollama takes it: seconds, or a duration ("5m"); negative
+    is for ever (None)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return None if value < 0 else float(value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise InvalidRequestError(f"keep_alive: {exc}", param="keep_alive") from None
+    raise InvalidRequestError(
+        'keep_alive: a number of seconds or a duration such as "5m"', param="keep_alive"
+    )
 
 
 def unsupported(
@@ -149,6 +165,8 @@ async def _forward_to(
     record.model = data.get("model") or chute.name
     if not op.served_by(chute):
         raise unsupported(chute, op, gateway.operations)
+    if chute.on_demand and "keep_alive" in data:  # Ollama's: how long to stay loaded after
+        chute.keep_alive = keep_alive_of(data.pop("keep_alive"))
     engine_fields = chute.fields.known(op.path) if chute.fields is not None else None
     if engine_fields is not None:  # unchecked when the engine published nothing here
         screen_fields(data, engine_fields, op, gateway.strict_params)
@@ -156,6 +174,7 @@ async def _forward_to(
         record.images = data.get("n", 1)
         record.steps = record.images * data.get("num_inference_steps", 25)
     admit_caller(gateway.access, record, chute.name, data)
+    record.load_wait = await gateway.chutes.ensure_loaded(chute) or None
     chute.require_ready()
     if not thinking:
         header = record.headers.get(b"x-enable-thinking")
