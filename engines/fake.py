@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from engines.fake_dialects import MessagesReply, ResponsesReply, input_text
+from engines.fake_lora import Adapters
 from engines.fake_sleep import SleepMode
 from engines.worker import listen_args, openapi_document, parse_worker_args, serve
 from runtime.fleet.backend import (
@@ -118,6 +119,7 @@ class FakeEngine:
         self, served_name: str, api_key: str, model: str, sleep: SleepMode | None = None
     ) -> None:
         self.sleep = sleep
+        self.adapters = Adapters()
         self.served_name = served_name
         self.api_key = api_key
         self.model = model
@@ -145,6 +147,7 @@ class FakeEngine:
             Route("/abort_request", self.abort_request, methods=["POST"]),
             Route("/openapi.json", self.openapi),
         ]
+        routes += self.adapters.routes(self._authorized)
         if self.sleep is not None:
             routes += self.sleep.routes(self._authorized)
         app = Starlette(routes=routes)
@@ -181,7 +184,7 @@ class FakeEngine:
         self.stats["requests"] += 1
         body = await request.json()
         self.stats["last_body"] = body
-        if body.get("model") != self.served_name:
+        if body.get("model") != self.served_name and body.get("model") not in self.adapters.held:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
         return dict(body)
 
@@ -194,7 +197,8 @@ class FakeEngine:
 
     async def get_stats(self, request: Request) -> Response:
         sleep = {"sleep": self.sleep.counts} if self.sleep is not None else {}
-        return JSONResponse({**self.stats, **sleep})
+        adapters = {"adapters": {**self.adapters.counts, "held": sorted(self.adapters.held)}}
+        return JSONResponse({**self.stats, **sleep, **adapters})
 
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -235,8 +239,11 @@ class FakeEngine:
                 f"your request has {prompt_tokens} input tokens.",
             )
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        model = body["model"]
+        if model in self.adapters.held:  # the adapter's own answer
+            text = f"[{model}] {text}"
         pieces, finish = _limited(_words(text), limit)
-        reply = _Reply(self.served_name, body, pieces, finish, prompt_tokens, chat=chat)
+        reply = _Reply(model, body, pieces, finish, prompt_tokens, chat=chat)
         delay = float(body.get("fake_delay", 0))
         if body.get("stream"):
             return StreamingResponse(

@@ -123,7 +123,21 @@ class VLLMBackend:
             argv += ["--kv-events-config", json.dumps(config)]
         argv += self._tracing(request, env)
         sleeps = self._sleep_mode(request, argv, env)
+        argv += self._lora(request, env)
         return LaunchSpec(argv=(*argv, *args), env=env, kv_events=kv_events, sleep_mode=sleeps)
+
+    def _lora(self, request: LaunchRequest, env: dict[str, str]) -> list[str]:
+        """Adapters loaded at run time (`/v1/load_lora_adapter`, on the private link): as
+        many held as the chute's slots, ranks up to its largest adapter's."""
+        if not request.lora_slots:
+            return []
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        if has_flag(request.engine_args, ("--enable-lora",)):
+            return []
+        slots = str(request.lora_slots)
+        rank = str(request.lora_rank)
+        flags = ["--enable-lora", "--max-loras", slots, "--max-cpu-loras", slots]
+        return [*flags, "--max-lora-rank", rank]
 
     def _sleep_mode(self, request: LaunchRequest, argv: list[str], env: dict[str, str]) -> bool:
         """On GPUs, an on-demand chute's engine can sleep (vLLM's sleep mode is GPU-only):

@@ -36,6 +36,7 @@ from runtime.planner.selector import NodeSelector
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[^\s]+$")
+_ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ENV_PREFIX = "CHUTEBOX_"
 
 
@@ -79,6 +80,14 @@ class ChuteSettings(BaseModel):
     )
     startup_timeout: float = Field(
         1800.0, gt=0, description="seconds to wait for the engine to become ready"
+    )
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="LoRA adapters (vLLM), each served as the model CHUTE:NAME: NAME=FOLDER",
+        json_schema_extra={"flag": "--adapter", "no_env": True},
+    )
+    adapter_slots: int = Field(
+        4, ge=1, le=256, description="LoRA adapters one replica's engine holds at once"
     )
     load: Literal["always", "on-demand"] = Field(
         "always",
@@ -192,6 +201,14 @@ class ChuteSettings(BaseModel):
         for url in value:
             check_url(url)
         return value
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapters(cls, adapters: dict[str, str]) -> dict[str, str]:
+        for name in adapters:
+            if not _ADAPTER.match(name):
+                raise ValueError(f"adapter {name!r}: letters, digits and . _ - only")
+        return adapters
 
     @field_validator("keep_alive")
     @classmethod

@@ -86,6 +86,10 @@ class LaunchRequest:
     # The chute loads on demand: an engine that can sleep (free its device memory and wake
     # in seconds) is started able to.
     on_demand: bool = False
+    # LoRA adapters loaded at run time: how many one engine holds, and the largest rank
+    # (0: none).
+    lora_slots: int = 0
+    lora_rank: int = 0
 
 
 @dataclass(frozen=True)

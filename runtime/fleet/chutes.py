@@ -20,6 +20,7 @@ from typing import Any
 
 from runtime.config.settings import ChuteSettings
 from runtime.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
+from runtime.fleet.adapters import AdapterSlots
 from runtime.fleet.admission import Admission
 from runtime.fleet.backend import EngineBackend
 from runtime.fleet.cords import ChuteCode, template_chute_id
@@ -80,6 +81,8 @@ class Replica:
     # Its engine can sleep (vLLM's sleep mode), and the level it sleeps at (0: awake).
     sleep_mode: bool = False
     slept: int = 0
+    # The LoRA adapters its engine holds (runtime.fleet.adapters).
+    adapters: AdapterSlots = field(default_factory=AdapterSlots)
 
     def mark_unreachable(self, reason: str) -> bool:
         """Out of service until the supervisor's probe answers; False if it already was."""
@@ -154,6 +157,13 @@ class Chute:
     @property
     def on_demand(self) -> bool:
         return self.settings.load == "on-demand"
+
+    def adapter_of(self, model: str | None) -> str | None:
+        """The LoRA adapter a request's `model` names (`CHUTE:ADAPTER`), if any."""
+        if not model or model == self.name or not self.settings.adapters:
+            return None
+        base, _, adapter = model.rpartition(":")
+        return adapter if base == self.name and adapter in self.settings.adapters else None
 
     @property
     def idle(self) -> bool:
@@ -246,6 +256,8 @@ class Lease:
         self.chute = chute
         self.prompt = prompt
         self.slot = slot
+        # The LoRA adapter the request uses on its replica, once held there.
+        self.adapter: str | None = None
         self.replica = chute.pick(prefer, prompt)
 
     @property
@@ -269,6 +281,7 @@ class Lease:
         except EngineUnavailableError:
             replica.outstanding += 1  # `release` still counts it out once
             raise
+        self._leave_adapter(replica)
         return self.endpoint
 
     async def relocate(self, reason: str, wait: float) -> Endpoint:
@@ -284,6 +297,7 @@ class Lease:
             while True:
                 try:
                     self.replica = self.chute.pick(prompt=self.prompt)
+                    self._leave_adapter(replica)
                     return self.endpoint
                 except EngineUnavailableError:
                     if time.monotonic() >= deadline:
@@ -294,7 +308,16 @@ class Lease:
             replica.outstanding += 1  # `release` still counts it out once
             raise
 
+    def _leave_adapter(self, replica: Replica) -> None:
+        """The request moved off `replica`: its adapter there is no longer in use by it (the
+        replica it moved to must hold it again: `runtime.api.relay.adapters`)."""
+        if self.adapter is not None:
+            replica.adapters.done(self.adapter)
+            self.adapter = None
+
     def release(self) -> None:
+        if self.adapter is not None:
+            self.replica.adapters.done(self.adapter)
         self.replica.outstanding -= 1
         if self.slot:
             self.chute.admission.release()
@@ -338,9 +361,14 @@ class ChuteSet:
         return self._by_name.get(name)
 
     def resolve(self, model: str) -> tuple[Chute, bool]:
-        """The chute for `model`, and whether the `:THINKING` suffix asked for thinking."""
+        """The chute for `model` (`CHUTE:ADAPTER` names one of its LoRA adapters), and
+        whether the `:THINKING` suffix asked for thinking."""
         chute = self._by_name.get(model)
         if chute is not None:  # the name itself (a suffix that is part of a name stays)
+            return chute, False
+        base, _, adapter = model.rpartition(":")
+        chute = self._by_name.get(base)
+        if chute is not None and adapter in chute.settings.adapters:
             return chute, False
         name, thinking = split_thinking(model)
         chute = self._by_name.get(name)

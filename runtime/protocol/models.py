@@ -36,6 +36,8 @@ class Model(BaseModel):
     created: int
     owned_by: str
     root: str | None = None
+    # The model a LoRA adapter applies to (vLLM's card says so too).
+    parent: str | None = None
     max_model_len: int | None = None
     # The chute's stable id (the platform's `/chutes/{chute-id}/...` names chutes by it).
     chute_id: str | None = None

@@ -4,12 +4,14 @@ for its socket and key files, and the address it is reached at."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from runtime.errors import ConfigError
 from runtime.fleet.backend import Device, LaunchRequest, LaunchSpec
 from runtime.fleet.chutes import Chute
 from runtime.planner.host import Host
@@ -96,3 +98,27 @@ def remove_private_files(spec: LaunchSpec, socket_path: str) -> None:
 
 def redact(argv: tuple[str, ...], secret: str) -> list[str]:
     return ["***" if a == secret else a for a in argv]
+
+
+# The ranks vLLM's --max-lora-rank takes.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def adapter_rank(adapters: Mapping[str, str]) -> int:
+    """The engine's --max-lora-rank for `adapters` (name → folder): the smallest vLLM takes
+    at or above the largest `r` in their adapter_config.json; ConfigError naming the
+    adapter at fault."""
+    largest = 0
+    for name, folder in adapters.items():
+        config = Path(folder).expanduser() / "adapter_config.json"
+        try:
+            rank = json.loads(config.read_text())["r"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"adapter {name}: no LoRA adapter at {folder} ({exc})") from exc
+        if not isinstance(rank, int) or rank < 1:
+            raise ConfigError(f"adapter {name}: its adapter_config.json has no rank `r`")
+        largest = max(largest, rank)
+    for allowed in LORA_RANKS:
+        if allowed >= largest:
+            return allowed
+    raise ConfigError(f"adapters: rank {largest} is over vLLM's largest, {LORA_RANKS[-1]}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import ConfigError
+from runtime.fleet.adapters import AdapterSlots
 from runtime.fleet.backend import LaunchRequest, split_args
 from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica
 from runtime.fleet.routing.policy import RoutingPolicy
@@ -35,6 +36,7 @@ from runtime.planner.host import Host
 from runtime.protocol.fields import EngineFields
 from runtime.supervision.hub import HubAccess
 from runtime.supervision.launching import (
+    adapter_rank,
     address_of,
     cpu_share,
     engine_device,
@@ -97,6 +99,7 @@ class Supervisor:
         # are started and stopped again while the gateway runs).
         self._replica_tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._prepared: dict[str, Path] = {}
+        self._lora_rank: dict[str, int] = {}
         self.on_demand = OnDemand(chutes, config.max_loaded, self._load, self._unload)
 
     async def start(self, upstream: Upstream) -> None:
@@ -151,6 +154,12 @@ class Supervisor:
             for reason in chute_plan.reasons:
                 log.info("[%s] plan: %s", chute.name, reason)
             self._prepared[chute.name] = prepared[chute.name]
+            if chute.settings.adapters:
+                try:
+                    self._lora_rank[chute.name] = adapter_rank(chute.settings.adapters)
+                except ConfigError as exc:
+                    self._fail(chute, str(exc))
+                    continue
             if chute.on_demand:
                 self._rest(chute)
                 log.info("[%s] unloaded: loads on its first request", chute.name)
@@ -325,6 +334,8 @@ class Supervisor:
             otlp_endpoint=self.config.otlp_endpoint,
             otlp_protocol=self.config.otlp_protocol,
             on_demand=chute.on_demand,
+            lora_slots=chute.settings.adapter_slots if chute.settings.adapters else 0,
+            lora_rank=self._lora_rank.get(chute.name, 0),
         )
 
     def _kv_events_endpoint(self, chute: Chute) -> str:
@@ -365,6 +376,7 @@ class Supervisor:
                 chute.router.kv.watch(replica.index, spec.kv_events)
             replica.endpoint, replica.state, replica.detail = endpoint, ChuteState.READY, ""
             replica.sleep_mode, replica.slept = spec.sleep_mode, 0
+            replica.adapters = AdapterSlots()  # a new engine holds none
             replica.suspect.clear()
             log.info("[%s] ready on %s", label, endpoint.address)
             return await self._watch(chute, replica, engine, endpoint)

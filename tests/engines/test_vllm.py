@@ -210,3 +210,24 @@ def test_the_headless_command_means_what_it_says_to_vllms_parser() -> None:
     assert parsed == {"nnodes": 2, "node_rank": 1, "master_addr": "10.0.0.1",
                       "master_port": 29511, "headless": True, "tensor_parallel_size": 2,
                       "model": "/m"}  # fmt: skip
+
+
+def test_on_demand_chutes_on_gpus_start_able_to_sleep() -> None:
+    spec = VLLMBackend().launch(request(device="cuda", on_demand=True))
+    assert "--enable-sleep-mode" in spec.argv and spec.sleep_mode
+    assert spec.env["VLLM_SERVER_DEV_MODE"] == "1"
+    # vLLM's sleep mode is GPU-only: on CPU an on-demand engine is stopped instead.
+    cpu = VLLMBackend().launch(request(on_demand=True))
+    assert "--enable-sleep-mode" not in cpu.argv and not cpu.sleep_mode
+    assert "VLLM_SERVER_DEV_MODE" not in cpu.env
+    assert not VLLMBackend().launch(request(device="cuda")).sleep_mode
+
+
+def test_adapters_start_the_engine_with_runtime_lora_loading() -> None:
+    spec = VLLMBackend().launch(request(lora_slots=3, lora_rank=16))
+    at = spec.argv.index("--enable-lora")
+    assert spec.argv[at : at + 7] == (
+        "--enable-lora", "--max-loras", "3", "--max-cpu-loras", "3", "--max-lora-rank", "16",
+    )  # fmt: skip
+    assert spec.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert "--enable-lora" not in VLLMBackend().launch(request()).argv

@@ -55,18 +55,32 @@ def find_visible(request: Request, name_or_id: str, param: str = "chute") -> Chu
     raise NotFoundError(f"no chute {name_or_id!r} here", param=param, code="chute_not_found")
 
 
-async def list_models(request: Request) -> JSONResponse:
+def adapter_cards(chute: Chute) -> list[Model]:
+    """A chute's LoRA adapters, each a model of its own: `CHUTE:ADAPTER`."""
+    base = model_card(chute)
+    return [
+        base.model_copy(update={"id": f"{chute.name}:{name}", "root": folder, "parent": chute.name})
+        for name, folder in chute.settings.adapters.items()
+    ]
+
+
+def cards(request: Request) -> list[Model]:
     # Models, not custom chutes: those are listed, with their cords, at GET /chutes.
-    listing = ModelList(data=[model_card(c) for c in visible(request) if c.code is None])
+    chutes = [c for c in visible(request) if c.code is None]
+    return [card for c in chutes for card in (model_card(c), *adapter_cards(c))]
+
+
+async def list_models(request: Request) -> JSONResponse:
+    listing = ModelList(data=cards(request))
     return JSONResponse(listing.model_dump(exclude_none=True))
 
 
 async def retrieve_model(request: Request) -> JSONResponse:
     name = request.path_params["model"]
-    chute = next((c for c in visible(request) if c.name == name), None)
-    if chute is None or chute.code is not None:  # a custom chute is no model (GET /chutes)
+    card = next((c for c in cards(request) if c.id == name), None)
+    if card is None:  # a custom chute is no model (GET /chutes)
         raise NotFoundError(f"model not found: {name}", param="model", code="model_not_found")
-    return JSONResponse(model_card(chute).model_dump(exclude_none=True))
+    return JSONResponse(card.model_dump(exclude_none=True))
 
 
 async def list_chutes(request: Request) -> JSONResponse:

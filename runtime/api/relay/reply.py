@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 from starlette.types import Receive, Scope, Send
 
 from runtime.api.record import RequestRecord
+from runtime.api.relay.adapters import hold_adapter
 from runtime.api.relay.migration import Migration, MigrationPlan
 from runtime.errors import (
     ChuteboxError,
@@ -126,6 +127,7 @@ class EngineCall:
         count_usage: bool = True,
         on_done: Callable[[], None] | None = None,
         migration: MigrationPlan | None = None,
+        adapter: str | None = None,
     ) -> None:
         self.upstream = upstream
         self.lease = lease
@@ -143,6 +145,8 @@ class EngineCall:
         self.count_usage = count_usage
         self.on_done = on_done
         self.plan = migration
+        # The LoRA adapter the request names: a replica it moves to must hold it too.
+        self.adapter = adapter
         self._migration: Migration | None = None
         # What the call learns as it runs.
         self._started = False
@@ -279,6 +283,8 @@ class EngineCall:
         died before its reply's headers is left as the migration says."""
         endpoint = self.lease.endpoint
         while True:
+            if self.adapter is not None and self.lease.adapter is None:  # it moved
+                await hold_adapter(self.upstream, self.lease, self.lease.chute, self.adapter)
             try:
                 return await self.upstream.send(
                     endpoint, self.method, path, body, self.record.trace_headers

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from runtime.api.metering import admit_caller
 from runtime.api.operation import Operation, Rewrite, Target, served_paths
 from runtime.api.record import RequestRecord, record_of
+from runtime.api.relay.adapters import hold_adapter
 from runtime.api.relay.migration import MigrationPlan, plan_migration
 from runtime.api.relay.reply import EngineCall
 from runtime.api.state import AppState, Limits, read_body
@@ -179,9 +180,10 @@ async def _forward_to(
     if not thinking:
         header = record.headers.get(b"x-enable-thinking")
         thinking = header is not None and wants_thinking(header)
+    adapter = chute.adapter_of(data.get("model"))
     body = rewrite_request(
         data,
-        chute.engine_model,
+        f"{chute.name}:{adapter}" if adapter else chute.engine_model,
         gateway.rules,
         thinking=thinking,
         chat=op.rewrite is Rewrite.CHAT,
@@ -213,6 +215,12 @@ async def _forward_to(
     asked = perf_counter()
     lease = await admit(chute, op.slot, prefer, prompt, refine)
     record.queue_time = perf_counter() - asked
+    if adapter is not None:
+        try:
+            await hold_adapter(gateway.upstream, lease, chute, adapter)
+        except BaseException:
+            lease.release()
+            raise
     on_reply = None
     if op.capability == RESPONSES and data.get("store") is not False:
         on_reply = _remember(gateway, chute, lease)
@@ -226,6 +234,7 @@ async def _forward_to(
         abort=abort,
         on_reply=on_reply,
         migration=migration,
+        adapter=adapter,
     )
 
 
@@ -330,6 +339,7 @@ def _call(
     on_reply: Callable[[bytes], None] | None = None,
     count_usage: bool = True,
     migration: MigrationPlan | None = None,
+    adapter: str | None = None,
 ) -> EngineCall:
     return EngineCall(
         gateway.upstream,
@@ -345,6 +355,7 @@ def _call(
         on_reply=on_reply,
         count_usage=count_usage,
         migration=migration,
+        adapter=adapter,
     )
 
 
