@@ -79,7 +79,8 @@ def direct(
     log = tmp_path_factory.mktemp("direct-lora") / "vllm.log"
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
             str(tiny_model), "--served-model-name", "tiny", "--port", str(port),
-            "--enable-lora", "--max-lora-rank", "8", "--lora-modules",
+            "--kv-cache-memory-bytes", "268435456", "--enable-lora", "--max-lora-rank", "8",
+            "--lora-modules",
             f"sql={adapters['sql']}", *shlex.split(ENGINE_ARGS)]  # fmt: skip
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ),
