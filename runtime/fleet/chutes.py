@@ -143,6 +143,9 @@ class Chute:
     # Of those, the ones that were a sleep and a wake (GPU engines in sleep mode).
     sleeps: int = 0
     wakes: int = 0
+    # Host memory its engines take when loaded on CPU (weights, KV cache and the engine
+    # process itself), when known: what an on-demand load needs free.
+    host_memory_gb: float = 0.0
     # The served name, fixed when the chute is made (the request path reads it often).
     name: str = field(init=False)
     router: Router = field(init=False)
@@ -157,6 +160,11 @@ class Chute:
     @property
     def on_demand(self) -> bool:
         return self.settings.load == "on-demand"
+
+    @property
+    def gpus(self) -> frozenset[int]:
+        """The GPUs its replicas are planned on (this node's)."""
+        return frozenset(g for r in self.replicas for p in r.plan.placements[:1] for g in p.gpus)
 
     def adapter_of(self, model: str | None) -> str | None:
         """The LoRA adapter a request's `model` names (`CHUTE:ADAPTER`), if any."""

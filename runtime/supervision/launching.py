@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runtime.errors import ConfigError
-from runtime.fleet.backend import Device, LaunchRequest, LaunchSpec
+from runtime.fleet.backend import Device, LaunchRequest, LaunchSpec, flag_value, split_args
 from runtime.fleet.chutes import Chute
 from runtime.planner.host import Host
 from runtime.planner.plan import ReplicaPlan
@@ -122,3 +122,34 @@ def adapter_rank(adapters: Mapping[str, str]) -> int:
         if allowed >= largest:
             return allowed
     raise ConfigError(f"adapters: rank {largest} is over vLLM's largest, {LORA_RANKS[-1]}")
+
+
+MEMINFO = Path("/proc/meminfo")
+# What a vLLM CPU engine takes beside its weights and KV cache: its API server, engine core
+# and worker processes held 2.5–3.2 GB resident for the tests' tiny Llama on this machine
+# (`ps` during the e2e suite); other engines, far less.
+VLLM_PROCESS_GB = 3.0
+OTHER_PROCESS_GB = 0.5
+VLLM_CPU_KV_BYTES = 268435456  # the CPU KV cache engines.vllm asks for unless told
+
+
+def available_memory_gb(meminfo: Path = MEMINFO) -> float:
+    """The host's available memory (MemAvailable), in GB; infinite when unknown."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / (1 << 20)
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
+
+
+def host_memory_gb(weight_bytes: int | None, backend: str, engine_args: str) -> float:
+    """Host memory a chute's engine takes on CPU: its weights, its KV cache and the
+    process itself."""
+    weights = (weight_bytes or 0) / (1 << 30)
+    if not backend.startswith("vllm"):
+        return weights + OTHER_PROCESS_GB
+    kv = flag_value(split_args(engine_args), ("--kv-cache-memory-bytes",))
+    kv_bytes = int(kv) if kv and kv.isdigit() else VLLM_CPU_KV_BYTES
+    return weights + kv_bytes / (1 << 30) + VLLM_PROCESS_GB

@@ -75,3 +75,10 @@ def plan_chutes(
     shared = plan([requests[c.name] for c in chutes if not c.on_demand], nodes)
     alone = [plan([requests[c.name]], nodes).chutes[0] for c in chutes if c.on_demand]
     return Plan((*shared.chutes, *alone), shared.unused)
+
+
+def weight_bytes(chute: Chute, folder: Path | None) -> int | None:
+    """The size of the chute's weights, where its folder or checkpoint says it."""
+    source = resolve_source(chute.settings, chute.backend.single_file_suffixes)
+    facts = facts_for(chute, folder, source)
+    return facts.weight_bytes if facts is not None else None

@@ -4,10 +4,11 @@ make room — as Ollama keeps models, with the engines chutebox runs.
 The supervisor plans an on-demand chute like any other (its replicas, GPUs or cores) but
 starts nothing: the chute is `unloaded`. A request for it waits while its engines start
 (`load_timeout`, then 503 with the reason; every request arriving meanwhile waits for the
-same load). Before a load, `max_loaded` is kept by unloading the least recently used idle
-on-demand chutes — never one with a request in flight or waiting; with none to unload, the
-request gets 503 saying so. A loaded on-demand chute with no request for `keep_alive` is
-unloaded (its engines stopped, their memory given back).
+same load). Before a load, room is made by unloading the least recently used idle on-demand
+chutes — never one with a request in flight or waiting: to keep `max_loaded`, to free the
+GPUs it is planned on, or on CPU the host memory it needs; when only chutes that are always
+loaded stand in the way, the request gets 503 saying so. A loaded on-demand chute with no
+request for `keep_alive` is unloaded (its engines stopped or put to sleep).
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ class OnDemand:
         start: Action,
         stop: Action,
         clock: Callable[[], float] = time.monotonic,
+        available_gb: Callable[[], float] = lambda: float("inf"),
     ) -> None:
         self.chutes = chutes
         self.max_loaded = max_loaded
         self.start = start
         self.stop = stop
         self.clock = clock
+        # The host's available memory now (GB), for chutes loaded on CPU.
+        self.available_gb = available_gb
         self.planned = asyncio.Event()
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._room = asyncio.Lock()
@@ -107,29 +111,52 @@ class OnDemand:
         )
 
     async def _make_room(self, chute: Chute) -> None:
-        """Unload least recently used idle on-demand chutes until `chute` fits; an on-demand
-        chute still serving is waited for (up to `load_timeout`), never unloaded under its
-        requests. 503 when only chutes that are always loaded fill the room, or the wait
+        """Unload least recently used idle on-demand chutes until `chute` fits: under
+        `max_loaded`, on GPUs no loaded chute on its GPUs (a vLLM engine takes most of each
+        GPU it runs on), on CPU the host's available memory holding what it needs. An
+        on-demand chute still serving is waited for (up to `load_timeout`), never unloaded
+        under its requests; 503 when what stands in the way is always loaded, or the wait
         ran out."""
-        if self.max_loaded <= 0:
-            return
         deadline = self.clock() + chute.settings.load_timeout
-        while len(others := [c for c in self.loaded() if c is not chute]) >= self.max_loaded:
+        while (crowd := self._in_the_way(chute)) is not None:
             now = self.clock()
-            idle = [c for c in others if self._unloadable(c, now)]
+            idle = [c for c in crowd if self._unloadable(c, now)]
             if idle:
                 victim = min(idle, key=lambda c: c.last_used)
                 await self._unload(victim, f"making room for {chute.name}")
                 continue
-            if not any(c.on_demand for c in others) or now > deadline:
-                names = ", ".join(c.name for c in others)
-                why = "busy" if any(c.on_demand for c in others) else "always loaded"
+            waitable = any(c.on_demand for c in crowd)
+            if not waitable or now > deadline:
+                names = ", ".join(c.name for c in crowd) or "nothing to unload"
+                why = "busy" if waitable else "always loaded"
                 raise EngineUnavailableError(
-                    f"No room to load chute {chute.name}: {names} loaded (max_loaded "
-                    f"{self.max_loaded}), {why}; retry",
+                    f"No room to load chute {chute.name}: {self._room_reason(chute)}; in the "
+                    f"way: {names} ({why}); retry",
                     headers={"Retry-After": "10"},
                 )
             await asyncio.sleep(ROOM_POLL)
+
+    def _in_the_way(self, chute: Chute) -> list[Chute] | None:
+        """The loaded chutes whose unloading would make room for `chute` (None: it fits)."""
+        others = [c for c in self.loaded() if c is not chute]
+        if chute.gpus:
+            sharing = [c for c in others if c.gpus & chute.gpus]
+            if sharing:
+                return sharing
+        if self.max_loaded and len(others) >= self.max_loaded:
+            return others
+        if not chute.gpus and chute.host_memory_gb > self.available_gb():
+            return [c for c in others if not c.gpus]
+        return None
+
+    def _room_reason(self, chute: Chute) -> str:
+        others = [c for c in self.loaded() if c is not chute]
+        if chute.gpus and any(c.gpus & chute.gpus for c in others):
+            return f"its GPUs ({', '.join(map(str, sorted(chute.gpus)))}) are in use"
+        if self.max_loaded and len(others) >= self.max_loaded:
+            return f"{len(others)} chutes loaded (max_loaded {self.max_loaded})"
+        need, free = chute.host_memory_gb, self.available_gb()
+        return f"it needs {need:.1f} GB of host memory, {free:.1f} GB is available"
 
     async def _unload(self, chute: Chute, reason: str) -> None:
         log.info("[%s] unloading: %s", chute.name, reason)

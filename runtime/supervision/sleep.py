@@ -16,24 +16,19 @@ from pathlib import Path
 
 from runtime.fleet.chutes import Chute, ChuteState, Replica
 from runtime.http.engine_client import Endpoint, Upstream
+from runtime.supervision.launching import MEMINFO, available_memory_gb
 
 log = logging.getLogger("chutebox.supervisor")
-MEMINFO = Path("/proc/meminfo")
 # Host memory kept free beside weights slept at level 1.
 HEADROOM = 1.25
 CALL_TIMEOUT = 300.0
 
 
 def sleep_level(weights_gb: float, meminfo: Path = MEMINFO) -> int:
-    """1 when the host's available memory holds the weights (and a quarter more), else 2."""
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available_gb = int(line.split()[1]) / (1 << 20)
-                return 1 if available_gb >= weights_gb * HEADROOM else 2
-    except (OSError, ValueError, IndexError):
-        pass
-    return 2
+    """1 when the host's available memory holds the weights (and a quarter more), else 2
+    (also when it cannot be read)."""
+    available = available_memory_gb(meminfo)
+    return 1 if available != float("inf") and available >= weights_gb * HEADROOM else 2
 
 
 async def _post(upstream: Upstream, endpoint: Endpoint, path: str, body: bytes = b"") -> bool:

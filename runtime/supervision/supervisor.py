@@ -38,16 +38,18 @@ from runtime.supervision.hub import HubAccess
 from runtime.supervision.launching import (
     adapter_rank,
     address_of,
+    available_memory_gb,
     cpu_share,
     engine_device,
     engine_environment,
+    host_memory_gb,
     private_folder,
     redact,
     remove_private_files,
     waiting_for_nodes,
     write_private_files,
 )
-from runtime.supervision.layout import plan_chutes
+from runtime.supervision.layout import plan_chutes, weight_bytes
 from runtime.supervision.on_demand import OnDemand
 from runtime.supervision.process import ChildProcess, free_port
 from runtime.supervision.remote import Answer, FollowTimes, follow
@@ -100,7 +102,9 @@ class Supervisor:
         self._replica_tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._prepared: dict[str, Path] = {}
         self._lora_rank: dict[str, int] = {}
-        self.on_demand = OnDemand(chutes, config.max_loaded, self._load, self._unload)
+        self.on_demand = OnDemand(
+            chutes, config.max_loaded, self._load, self._unload, available_gb=available_memory_gb
+        )
 
     async def start(self, upstream: Upstream) -> None:
         self._upstream = upstream
@@ -161,6 +165,11 @@ class Supervisor:
                     self._fail(chute, str(exc))
                     continue
             if chute.on_demand:
+                if not chute.gpus:  # on CPU a load needs the host memory it takes
+                    weights = weight_bytes(chute, prepared[chute.name])
+                    chute.host_memory_gb = host_memory_gb(
+                        weights, chute.backend.name, chute.settings.engine_args
+                    )
                 self._rest(chute)
                 log.info("[%s] unloaded: loads on its first request", chute.name)
             else:

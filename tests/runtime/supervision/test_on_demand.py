@@ -14,6 +14,7 @@ from runtime.config.settings import ChuteSettings
 from runtime.errors import EngineUnavailableError
 from runtime.fleet.admission import Admission
 from runtime.fleet.chutes import Chute, ChuteSet, ChuteState, Replica
+from runtime.planner.plan import Placement, ReplicaPlan
 from runtime.supervision.on_demand import OnDemand
 
 
@@ -141,7 +142,7 @@ def test_no_room_beside_chutes_always_loaded_is_a_503(tmp_path: Path) -> None:
     chutes = ChuteSet([always, chute(tmp_path, "a")])
     manager = OnDemand(chutes, 1, engines.start, engines.stop, clock)
     manager.planned.set()
-    with pytest.raises(EngineUnavailableError, match="big loaded .* always loaded"):
+    with pytest.raises(EngineUnavailableError, match=r"in the way: big \(always loaded\)"):
         asyncio.run(manager.load(get(chutes, "a")))
     assert engines.started == []
 
@@ -200,3 +201,70 @@ def test_a_slow_load_answers_503_and_goes_on_for_the_next_request(tmp_path: Path
 def test_readiness_waits_only_for_chutes_always_loaded(tmp_path: Path) -> None:
     chutes, _, _, _ = setup(tmp_path)
     assert chutes.all_ready()
+
+
+def on_gpu(chute: Chute, *gpus: int) -> Chute:
+    chute.replicas[0].plan = ReplicaPlan((Placement("local", gpus),), gpu_id="l4")
+    return chute
+
+
+def test_chutes_planned_on_the_same_gpu_take_turns_others_stay(tmp_path: Path) -> None:
+    engines, clock = Engines(), Clock()
+    a, b, c = (on_gpu(chute(tmp_path, n), g) for n, g in (("a", 0), ("b", 0), ("c", 1)))
+    manager = OnDemand(ChuteSet([a, b, c]), 0, engines.start, engines.stop, clock)
+    manager.planned.set()
+
+    async def main() -> None:
+        await manager.load(a)
+        clock.now += 5
+        await manager.load(c)  # GPU 1: a stays
+        await manager.load(b)  # GPU 0: a goes
+        assert engines.stopped == ["a"]
+        assert {x.name for x in manager.loaded()} == {"b", "c"}
+
+    asyncio.run(main())
+
+
+def test_a_gpu_held_by_an_always_loaded_chute_is_a_503(tmp_path: Path) -> None:
+    engines = Engines()
+    always = on_gpu(chute(tmp_path, "big"), 0)
+    always.settings = always.settings.model_copy(update={"load": "always"})
+    always.phase, always.replicas[0].state = ChuteState.STARTING, ChuteState.READY
+    manager = OnDemand(ChuteSet([always, on_gpu(chute(tmp_path, "a"), 0)]), 0, engines.start,
+                       engines.stop, Clock())  # fmt: skip
+    manager.planned.set()
+    with pytest.raises(EngineUnavailableError, match=r"GPUs \(0\) are in use.*always loaded"):
+        asyncio.run(manager.load(get(manager.chutes, "a")))
+
+
+def test_on_cpu_a_load_makes_room_in_host_memory(tmp_path: Path) -> None:
+    engines, clock, free = Engines(), Clock(), [6.0]
+    a, b = chute(tmp_path, "a"), chute(tmp_path, "b")
+    a.host_memory_gb = b.host_memory_gb = 4.0
+
+    async def stop(stopped: Chute) -> None:
+        await engines.stop(stopped)
+        free[0] += 4.0  # its engine's memory given back
+
+    manager = OnDemand(ChuteSet([a, b]), 0, engines.start, stop, clock, lambda: free[0])
+    manager.planned.set()
+
+    async def main() -> None:
+        await manager.load(a)
+        free[0] -= 4.0
+        clock.now += 5
+        await manager.load(b)
+        assert engines.stopped == ["a"] and b.state is ChuteState.READY
+
+    asyncio.run(main())
+
+
+def test_on_cpu_too_little_memory_with_nothing_to_unload_is_a_503(tmp_path: Path) -> None:
+    engines = Engines()
+    a = chute(tmp_path, "a")
+    a.host_memory_gb = 4.0
+    manager = OnDemand(ChuteSet([a]), 0, engines.start, engines.stop, Clock(), lambda: 1.0)
+    manager.planned.set()
+    with pytest.raises(EngineUnavailableError, match="needs 4.0 GB of host memory, 1.0 GB"):
+        asyncio.run(manager.load(a))
+    assert engines.started == []
