@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.conftest import MODEL, OTHER_KEY
 from tests.e2e.test_faults import EVENT_TIMEOUT, busy, vllm_metrics, wait_until
-from tests.support.servers import Served
+from tests.support.servers import Served, eventually
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -111,9 +111,9 @@ def test_a_stream_its_client_left_counts_what_was_relayed(vllm_gateway: Served) 
                 assert len(seen) == events
         (engine_prompt, engine_output), (requests, prompt, output) = counts.since()
     assert requests == len(CUTS) and prompt == engine_prompt, (prompt, engine_prompt)
-    left = re.findall(
-        rf'" 499 .* tokens=(\d+)\+(\d+) key={KEY_NAME} ', vllm_gateway.log_text()[logged:]
-    )
+    pattern = rf'" 499 .* tokens=(\d+)\+(\d+) key={KEY_NAME} '
+    eventually(lambda: len(re.findall(pattern, vllm_gateway.log_text()[logged:])) >= len(CUTS))
+    left = re.findall(pattern, vllm_gateway.log_text()[logged:])
     assert len(left) == len(CUTS), "a stream meant to be left ran to its end"
     # At least the tokens its client read (a chat stream's first event has none).
     for (_, tokens), events in zip(left, CUTS, strict=True):

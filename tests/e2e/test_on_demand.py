@@ -63,8 +63,9 @@ def test_two_chutes_with_room_for_one_take_turns(tmp_path: Path) -> None:
         assert metric(base, "chutebox_chute_loads_total", "a") == 2
         assert metric(base, "chutebox_chute_unloads_total", "a") == 2
         assert metric(base, "chutebox_chute_unloads_total", "b") == 1
+        loaded = r'"POST /v1/chat/completions" 200 .* loaded=\d'
+        assert eventually(lambda: len(re.findall(loaded, served.log_text())) == 4, 10)
         log = served.log_text()
-        assert len(re.findall(r'"POST /v1/chat/completions" 200 .* loaded=\d', log)) == 4
         assert "[a] unloading: making room for b" in log
         status = httpx.get(base + "/status", headers=AUTH).json()
         b = next(c for c in status["chutes"] if c["name"] == "b")
