@@ -4,14 +4,14 @@ request naming a loaded adapter is answered by it: the fake's echo starts `[NAME
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-Handler = Callable[[Request], Awaitable[Response]]
+from engines.worker import keyed
 
 
 class Adapters:
@@ -22,17 +22,9 @@ class Adapters:
         self.counts: dict[str, Any] = {"loads": {}, "unloads": {}}
 
     def routes(self, authorized: Callable[[Request], bool]) -> list[Route]:
-        def keyed(handler: Handler) -> Handler:
-            async def checked(request: Request) -> Response:
-                if not authorized(request):
-                    return JSONResponse({"error": "Unauthorized"}, status_code=401)
-                return await handler(request)
-
-            return checked
-
         return [
-            Route("/v1/load_lora_adapter", keyed(self.load), methods=["POST"]),
-            Route("/v1/unload_lora_adapter", keyed(self.unload), methods=["POST"]),
+            Route("/v1/load_lora_adapter", keyed(self.load, authorized), methods=["POST"]),
+            Route("/v1/unload_lora_adapter", keyed(self.unload, authorized), methods=["POST"]),
         ]
 
     async def load(self, request: Request) -> Response:

@@ -6,7 +6,7 @@ answers inference routes 503: it holds no weights on the device."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -14,8 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from engines.worker import keyed
+
 AWAKE_ONLY = ("/v1/",)
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class SleepMode:
@@ -29,18 +30,10 @@ class SleepMode:
     def routes(self, authorized: Callable[[Request], bool]) -> list[Route]:
         """The routes, each refusing a caller without the engine's key (401)."""
 
-        def keyed(handler: Handler) -> Handler:
-            async def checked(request: Request) -> Response:
-                if not authorized(request):
-                    return JSONResponse({"error": "Unauthorized"}, status_code=401)
-                return await handler(request)
-
-            return checked
-
         return [
-            Route("/sleep", keyed(self.sleep), methods=["POST"]),
-            Route("/wake_up", keyed(self.wake_up), methods=["POST"]),
-            Route("/is_sleeping", keyed(self.is_sleeping)),
+            Route("/sleep", keyed(self.sleep, authorized), methods=["POST"]),
+            Route("/wake_up", keyed(self.wake_up, authorized), methods=["POST"]),
+            Route("/is_sleeping", keyed(self.is_sleeping, authorized)),
         ]
 
     async def sleep(self, request: Request) -> Response:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from runtime.errors import ChuteboxError, ConfigError
@@ -146,6 +146,18 @@ def authorized(request: Request, api_key: str) -> bool:
 
 def unauthorized() -> JSONResponse:
     return JSONResponse({"error": "Unauthorized"}, status_code=401)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def keyed(handler: Handler, allowed: Callable[[Request], bool]) -> Handler:
+    """`handler`, answering 401 to a caller `allowed` refuses."""
+
+    async def checked(request: Request) -> Response:
+        return await handler(request) if allowed(request) else unauthorized()
+
+    return checked
 
 
 def error_body(exc: ChuteboxError) -> JSONResponse:

@@ -5,11 +5,8 @@ from the base model's and equals vLLM's own answer with the adapter given at its
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import Served, chutebox_serve, free_port, stop_group, wait_for
+from tests.support.servers import Served, chutebox_serve, vllm_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -75,21 +72,11 @@ def direct(
     tiny_model: Path, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """vLLM's own server with the `sql` adapter given at its start."""
-    port = free_port()
     log = tmp_path_factory.mktemp("direct-lora") / "vllm.log"
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-            str(tiny_model), "--served-model-name", "tiny", "--port", str(port),
-            "--kv-cache-memory-bytes", "268435456", "--enable-lora", "--max-lora-rank", "8",
-            "--lora-modules",
-            f"sql={adapters['sql']}", *shlex.split(ENGINE_ARGS)]  # fmt: skip
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ),
-                                start_new_session=True)  # fmt: skip
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health", 400, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(proc)
+    args = ["--served-model-name", "tiny", "--enable-lora", "--max-lora-rank", "8",
+            "--lora-modules", f"sql={adapters['sql']}", *shlex.split(ENGINE_ARGS)]  # fmt: skip
+    with vllm_server(tiny_model, log, args) as url:
+        yield url
 
 
 def answer(base: str, model: str, key: str | None = KEY, **extra: Any) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -19,9 +17,7 @@ from tests.support.servers import (
     ROOT,
     Served,
     chutebox_serve,
-    free_port,
-    stop_group,
-    wait_for,
+    vllm_server,
 )
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.serve]
@@ -76,24 +72,13 @@ def test_replies_are_checked_against_openais_published_spec(
 @pytest.fixture(scope="module")
 def direct_vllm(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """vLLM's own OpenAI server on the same tiny model, no chutebox in front."""
-    port = free_port()
     log = tmp_path_factory.mktemp("direct") / "vllm.log"
     # The flags chutebox's own chute passes, so that a gateway in front of it (below) can
     # pass the same checks.
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-            str(tiny_model), "--served-model-name", MODEL, "--api-key", ENGINE_KEY, "--port",
-            str(port), "--kv-cache-memory-bytes", "268435456",
-            *shlex.split(ENGINE_ARGS)]  # fmt: skip
-    env = {**os.environ, "VLLM_ENFORCE_STRICT_TOOL_CALLING": "0",
-           "VLLM_ENABLE_RESPONSES_API_STORE": "1"}  # fmt: skip
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # fmt: skip
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health", 400, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(proc)
+    args = ["--served-model-name", MODEL, "--api-key", ENGINE_KEY, *shlex.split(ENGINE_ARGS)]
+    env = {"VLLM_ENFORCE_STRICT_TOOL_CALLING": "0", "VLLM_ENABLE_RESPONSES_API_STORE": "1"}
+    with vllm_server(tiny_model, log, args, env) as url:
+        yield url
 
 
 def test_the_kit_reports_what_plain_vllm_does_differently(direct_vllm: str, tmp_path: Path) -> None:

@@ -94,6 +94,28 @@ def fake_engine(
         stop_group(proc)
 
 
+@contextlib.contextmanager
+def vllm_server(
+    model: Path, log: Path, args: Sequence[str], env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """vLLM's own OpenAI server on `model`, no chutebox in front, with `args` (its KV cache
+    sized as chutebox sizes it on CPU); its base URL."""
+    port = free_port()
+    server = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    argv = [*server, "--model", str(model), "--port", str(port)]
+    argv += ["--kv-cache-memory-bytes", "268435456", *args]
+    environ = {**os.environ, **(env or {})}
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, env=environ, start_new_session=True
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", 400, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(proc)
+
+
 class Served:
     """A running `chutebox serve`: its base URL, its process and its log."""
 
