@@ -19,7 +19,9 @@ def admit_caller(access: Access, record: RequestRecord, chute: str, data: Any) -
         access.cancel(record.ticket)
         record.ticket = None
     caller = record.caller or UNLIMITED
-    record.ticket = access.admit(caller, chute, estimate_tokens(data))
+    # Only a tokens-per-minute limit reads the estimate: most keys need no walk of the body.
+    estimate = estimate_tokens(data) if caller.tpm is not None else 0
+    record.ticket = access.admit(caller, chute, estimate)
 
 
 def settle_caller(access: Access, record: RequestRecord, status: int, elapsed: float) -> None:
