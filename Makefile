@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test test-fast check bench gpu-check bench-embeddings bench-proxy bench-routing browser
+.PHONY: install run test test-fast check bench gpu-check bench-embeddings bench-proxy bench-routing bench-field browser
 
 install: $(VENV)/.installed .venv-chutes/.installed .venv-litellm/.installed browser
 
@@ -67,7 +67,7 @@ check: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: bench-embeddings bench-proxy bench-routing
+bench: bench-embeddings bench-proxy bench-routing bench-field
 
 # Infinity gets its own venv: its pins must not touch chutebox's.
 .venv-infinity/bin/infinity_emb:
@@ -96,3 +96,12 @@ bench-proxy: install .venv-litellm-proxy/.installed .venv-vllm-router/.installed
 
 bench-routing: install .venv-vllm-router/.installed
 	$(PY) bench/routing.py
+
+# SGLang's model gateway, a peer in the routing bench with the field's own client.
+.venv-smg/.installed:
+	python3 -m venv .venv-smg
+	.venv-smg/bin/pip install -q "smg==1.13.0"
+	touch $@
+
+bench-field: install .venv-vllm-router/.installed .venv-smg/.installed
+	$(PY) bench/field.py

@@ -19,3 +19,16 @@ def vllm_router_argv(port: int, policy: str, upstreams: list[str]) -> list[str] 
     # Its Prometheus exporter binds a fixed port unless told another: one each.
     return [str(VLLM_ROUTER), "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
             "--prometheus-port", str(free_port()), "--worker-urls", *upstreams]  # fmt: skip
+
+
+# SGLang's model gateway (PyPI `smg`), made by `make .venv-smg/.installed`.
+SMG = ROOT / ".venv-smg" / "bin" / "smg"
+
+
+def smg_argv(port: int, policy: str, upstreams: list[str]) -> list[str] | None:
+    """smg's router alone (`launch`) on loopback `port` in front of `upstreams`; None when
+    not installed."""
+    if not SMG.exists():
+        return None
+    return [str(SMG), "launch", "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
+            "--prometheus-port", str(free_port()), "--worker-urls", *upstreams]  # fmt: skip

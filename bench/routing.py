@@ -263,6 +263,8 @@ def routing_cost(tracked: int = 10_000, runs: int = 2_000) -> dict[str, float]:
     class Candidate:
         index: int
         outstanding: int = 0
+        waiting: int = 0
+        queued_blocks: int = 0
 
     router = Router(RoutingPolicy.PREFIX, 64 << 20)
     ready = [Candidate(0), Candidate(1)]

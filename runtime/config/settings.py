@@ -125,8 +125,8 @@ class ChuteSettings(BaseModel):
     )
     routing: Literal["prefix", "least-outstanding"] = Field(
         "prefix",
-        description="how requests spread over replicas: to the one holding the longest prefix "
-        "of the prompt (spilling when it is loaded well above the others), or by load alone",
+        description="how requests spread over replicas: to the one that can start the prompt "
+        "soonest, its cached prefix weighed against the prompts queued there, or by load alone",
     )
     routing_memory_mb: int = Field(
         16, ge=1, le=4096, description="memory the prefix router may use for this chute (MiB)"

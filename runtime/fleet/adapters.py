@@ -5,8 +5,8 @@ model `CHUTE:NAME` and loaded into a replica's engine the first time a request f
 there (vLLM's runtime loading). A replica holds at most `adapter_slots`; past them, the least
 recently used adapter that no request is using is unloaded. Which replica a request lands
 on is the router's choice, keyed by the model it names: an adapter's requests gather on the
-replica that holds it, and spill to the least loaded when that one is loaded well above the
-others — which then loads it too.
+replica that holds it, and go to another when the prompts queued there cost more than the
+prefix saves — which then loads it too.
 """
 
 from __future__ import annotations

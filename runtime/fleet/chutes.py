@@ -72,6 +72,10 @@ class Replica:
     state: ChuteState = ChuteState.STARTING
     endpoint: Endpoint | None = None
     outstanding: int = 0
+    # Of those, the requests with no output back yet, and the prompt blocks they have to
+    # compute (the prefix router weighs them: runtime.fleet.routing.policy).
+    waiting: int = 0
+    queued_blocks: int = 0
     detail: str = ""
     restarts: int = 0
     # The engine's address and key when chutebox does not start it (a chute's `url`).
@@ -234,25 +238,28 @@ class Chute:
             f"No instances available (yet) for chute {self.name}: {reason}", headers=RETRY_AFTER
         )
 
-    def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> Replica:
+    def pick(self, prefer: int | None = None, prompt: Prompt | None = None) -> tuple[Replica, int]:
         """Replica `prefer` when it is ready (the one holding state the request needs), else
-        the ready replica the router chooses for `prompt`; counts this one in."""
+        the one the router chooses for `prompt`; and the prompt blocks the request would
+        queue there."""
         ready = self.ready()
         if not ready:
             self.require_ready()
             raise EngineUnavailableError(
                 f"No instances available (yet) for chute {self.name}", headers=RETRY_AFTER
             )
-        preferred = [r for r in ready if r.index == prefer] if prefer is not None else None
-        replica = preferred[0] if preferred else ready[self.router.choose(ready, prompt)]
-        replica.outstanding += 1
-        return replica
+        for replica in ready:
+            if replica.index == prefer:
+                return replica, prompt.blocks if prompt is not None else 0
+        choice = self.router.choose(ready, prompt)
+        return ready[choice.position], choice.blocks
 
 
 class Lease:
     """A request's place on one ready replica; it moves when that replica is found down.
     `slot`: the request holds one of the chute's admission slots, given back with the
-    lease."""
+    lease. Until `started`, the request counts as waiting on its replica, with the prompt
+    blocks it has to compute there."""
 
     def __init__(
         self,
@@ -266,7 +273,9 @@ class Lease:
         self.slot = slot
         # The LoRA adapter the request uses on its replica, once held there.
         self.adapter: str | None = None
-        self.replica = chute.pick(prefer, prompt)
+        self._waiting = True
+        self._queued = 0
+        self.replica = self._join(prefer)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -277,17 +286,24 @@ class Lease:
             )
         return endpoint
 
+    def started(self) -> None:
+        """The engine's first output came back: the prompt is computed."""
+        if self._waiting:
+            self._waiting = False
+            self.replica.waiting -= 1
+            self.replica.queued_blocks -= self._queued
+
     def fail_over(self, reason: str) -> Endpoint:
         """The replica refused the request before any byte of it was read: mark it
         unreachable, and move to another ready replica (503 with Retry-After if none)."""
         replica = self.replica
         if replica.mark_unreachable(reason):
             log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
-        replica.outstanding -= 1
+        self._leave()
         try:
-            self.replica = self.chute.pick(prompt=self.prompt)
+            self.replica = self._join()
         except EngineUnavailableError:
-            replica.outstanding += 1  # `release` still counts it out once
+            self._rejoin(replica)
             raise
         self._leave_adapter(replica)
         return self.endpoint
@@ -299,12 +315,12 @@ class Lease:
         replica = self.replica
         if replica.mark_unreachable(reason):
             log.warning("[%s/%d] %s; marked unreachable", self.chute.name, replica.index, reason)
-        replica.outstanding -= 1
+        self._leave()
         deadline = time.monotonic() + wait
         try:
             while True:
                 try:
-                    self.replica = self.chute.pick(prompt=self.prompt)
+                    self.replica = self._join()
                     self._leave_adapter(replica)
                     return self.endpoint
                 except EngineUnavailableError:
@@ -312,9 +328,34 @@ class Lease:
                         raise
                 await asyncio.sleep(RELOCATE_POLL)
         except BaseException:
-            self.replica = replica
-            replica.outstanding += 1  # `release` still counts it out once
+            self._rejoin(replica)
             raise
+
+    def _join(self, prefer: int | None = None) -> Replica:
+        """Counts the request in on the replica chosen for it."""
+        replica, blocks = self.chute.pick(prefer, self.prompt)
+        replica.outstanding += 1
+        if self._waiting:
+            self._queued = blocks
+            replica.waiting += 1
+            replica.queued_blocks += blocks
+        return replica
+
+    def _leave(self) -> None:
+        """Counts the request out of its replica."""
+        replica = self.replica
+        replica.outstanding -= 1
+        if self._waiting:
+            replica.waiting -= 1
+            replica.queued_blocks -= self._queued
+
+    def _rejoin(self, replica: Replica) -> None:
+        """No replica took it: it stays counted on `replica` until `release`."""
+        self.replica = replica
+        replica.outstanding += 1
+        if self._waiting:
+            replica.waiting += 1
+            replica.queued_blocks += self._queued
 
     def _leave_adapter(self, replica: Replica) -> None:
         """The request moved off `replica`: its adapter there is no longer in use by it (the
@@ -326,7 +367,7 @@ class Lease:
     def release(self) -> None:
         if self.adapter is not None:
             self.replica.adapters.done(self.adapter)
-        self.replica.outstanding -= 1
+        self._leave()
         if self.slot:
             self.chute.admission.release()
         self.chute.last_used = time.monotonic()

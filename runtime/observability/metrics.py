@@ -206,7 +206,7 @@ class ChuteCollector(Collector):
         )
         spills = _counter(
             "route_spills",
-            "Requests moved off a loaded affine replica to the least loaded",
+            "Requests sent past a replica holding their prefix, to one that could start sooner",
             "chute",
         )
         exact = _counter(

@@ -3,7 +3,10 @@ server, the engine that answered read from its own request count."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -33,9 +36,9 @@ def routed(make_gateway: GatewayFactory, second_engine: Endpoint) -> tuple[Gatew
     return gateway, chute
 
 
-def ask(client: httpx.Client, document: int, question: str) -> None:
+def chat(document: int, question: str) -> dict[str, Any]:
     system = f"Answer from document {document}. " + f"Its text: {document} lorem ipsum. " * 40
-    body = {
+    return {
         "model": "tiny",
         "max_tokens": 4,
         "messages": [
@@ -43,7 +46,13 @@ def ask(client: httpx.Client, document: int, question: str) -> None:
             {"role": "user", "content": question},
         ],
     }
-    reply = client.post("/v1/chat/completions", json=body)
+
+
+BODY = chat(1, "Who wrote it?")
+
+
+def ask(client: httpx.Client, document: int, question: str) -> None:
+    reply = client.post("/v1/chat/completions", json=chat(document, question))
     assert reply.status_code == 200, reply.text
 
 
@@ -86,19 +95,51 @@ def test_each_document_stays_on_the_replica_that_first_served_it(
     assert routing["tracked_bytes"] <= routing["max_bytes"]
 
 
-def test_a_busy_home_replica_spills_and_both_then_hold_the_prefix(
+def test_a_home_replica_computing_prompts_sends_the_next_elsewhere_which_then_holds_it(
     routed: tuple[Gateway, Chute],
 ) -> None:
     gateway, chute = routed
     with gateway.client() as client:
         home = served_by(chute, client, 1, "What is it about?")
-        chute.replicas[home].outstanding += 5  # looks busy: 5 > 1.5 × 2.5 and ≥ 2.5 + 2
+        busy = chute.replicas[home]
+        busy.outstanding, busy.waiting, busy.queued_blocks = 2, 2, 100  # two long prompts
         assert served_by(chute, client, 1, "Who wrote it?") == 1 - home
-        chute.replicas[home].outstanding -= 5
+        busy.outstanding, busy.waiting, busy.queued_blocks = 0, 0, 0
         metrics = client.get("/metrics").text
     assert 'chutebox_route_spills_total{chute="tiny"} 1.0' in metrics
     assert chute.router.stats.spills == 1
-    assert [r.outstanding for r in chute.replicas] == [0, 0]
+    assert chute.router.index.match(chute.router.prompt(BODY, "chat", "tiny").keys, 0b11)[1] == 3
+    assert [(r.outstanding, r.waiting, r.queued_blocks) for r in chute.replicas] == [(0, 0, 0)] * 2
+
+
+def test_a_stream_waits_on_its_replica_until_its_first_event(
+    routed: tuple[Gateway, Chute],
+) -> None:
+    gateway, chute = routed
+    body = {
+        "model": "tiny",
+        "prompt": "A long prompt. " * 40,
+        "max_tokens": 4,
+        "stream": True,
+        "fake_delay": 0.3,
+    }
+    seen: set[tuple[int, int]] = set()
+    done = threading.Event()
+
+    def stream() -> None:
+        with gateway.client() as client:
+            reply = client.post("/v1/completions", json=body)
+            assert reply.status_code == 200
+        done.set()
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    while not done.is_set():
+        seen |= {(r.outstanding, r.waiting) for r in chute.replicas if r.outstanding}
+        time.sleep(0.01)
+    thread.join()
+    assert seen == {(1, 1), (1, 0)}  # waiting for its first event, then generating
+    assert [(r.outstanding, r.waiting, r.queued_blocks) for r in chute.replicas] == [(0, 0, 0)] * 2
 
 
 def test_least_outstanding_spreads_one_document_over_both(routed: tuple[Gateway, Chute]) -> None:

@@ -321,6 +321,7 @@ class EngineCall:
     def _first_event(self, record: RequestRecord) -> Callable[[bytes], None]:
         def first(chunk: bytes) -> None:
             record.ttft = perf_counter() - record.started
+            self.lease.started()
             if record.trace_headers is not None:
                 record.response_id = response_id(chunk)
             if self.on_reply is not None:

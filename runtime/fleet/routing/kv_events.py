@@ -124,13 +124,13 @@ class KVEvents:
                 blocks.cleared()
 
     def match(self, tokens: Sequence[int], usable: int) -> tuple[int, int]:
-        """The most leading blocks a usable replica holds, and which replicas (a mask) hold
-        that many."""
+        """The most leading tokens (in whole blocks) a usable replica holds, and which
+        replicas (a mask) hold that many."""
         best, mask = 0, 0
         for index, blocks in self.replicas.items():
             if not usable >> index & 1:
                 continue
-            depth = blocks.depth(tokens)
+            depth = blocks.depth(tokens) * blocks.block_size
             if depth > best:
                 best, mask = depth, 1 << index
             elif depth and depth == best:

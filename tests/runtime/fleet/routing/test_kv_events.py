@@ -40,15 +40,15 @@ def test_salted_and_lora_blocks_are_not_matched_by_tokens() -> None:
     assert kv.match(TOKENS, usable=0b1) == (0, 0)
 
 
-def test_batches_apply_per_replica_and_the_deepest_holders_win() -> None:
+def test_batches_apply_per_replica_and_the_deepest_holders_win_counted_in_tokens() -> None:
     kv = KVEvents()
     kv.ingest(0, batch(stored([1, 2], None, TOKENS[:8])))
     kv.ingest(1, batch(stored([1, 2, 3], None, TOKENS[:12])))
-    assert kv.match(TOKENS, usable=0b11) == (3, 0b10)
-    assert kv.match(TOKENS, usable=0b01) == (2, 0b01)  # replica 1 not ready
-    assert kv.match(TOKENS[:8], usable=0b11) == (2, 0b11)
+    assert kv.match(TOKENS, usable=0b11) == (12, 0b10)
+    assert kv.match(TOKENS, usable=0b01) == (8, 0b01)  # replica 1 not ready
+    assert kv.match(TOKENS[:8], usable=0b11) == (8, 0b11)
     kv.ingest(1, batch({"type": "AllBlocksCleared"}))
-    assert kv.match(TOKENS, usable=0b11) == (2, 0b01)
+    assert kv.match(TOKENS, usable=0b11) == (8, 0b01)
     kv.ingest(0, batch({"type": "BlockRemoved", "block_hashes": [2], "medium": "CPU"}))
     assert kv.blocks() == {0: 1, 1: 0}
 
@@ -57,7 +57,7 @@ def test_a_gap_in_the_batch_numbers_drops_what_may_be_stale() -> None:
     kv = KVEvents()
     kv.ingest(0, batch(stored([1, 2], None, TOKENS[:8])), sequence=7)
     kv.ingest(0, batch(stored([3], 2, TOKENS[8:12])), sequence=8)
-    assert kv.match(TOKENS, usable=0b1) == (3, 0b1)
+    assert kv.match(TOKENS, usable=0b1) == (12, 0b1)
     kv.ingest(0, batch(stored([9], None, [1, 2, 3, 4])), sequence=11)  # 9 and 10 lost
     assert kv.match(TOKENS, usable=0b1) == (0, 0)
     assert kv.blocks() == {0: 1}
@@ -69,16 +69,17 @@ def test_the_engines_events_outrank_the_approximate_index() -> None:
     class Ready:
         def __init__(self, index: int) -> None:
             self.index, self.outstanding = index, 0
+            self.waiting = self.queued_blocks = 0
 
     ready = [Ready(0), Ready(1)]
     keys = prefix_keys("shared document " * 40, ("m", None))
     router.index.record(keys, 0)  # the approximate index says replica 0…
     router.kv.ingest(1, batch(stored([1, 2, 3], None, TOKENS[:12])))  # …the engine says 1
     router.kv.ingest(0, batch())
-    assert ready[router.choose(ready, Prompt(keys, TOKENS))].index == 1
+    assert ready[router.choose(ready, Prompt(keys, TOKENS)).position].index == 1
     assert router.stats.exact_hits == 1
     # Tokens no engine holds: the approximate index answers.
-    assert ready[router.choose(ready, Prompt(keys, [7] * 12))].index == 0
+    assert ready[router.choose(ready, Prompt(keys, [7] * 12)).position].index == 0
     assert router.stats.exact_hits == 1 and router.stats.affinity_hits == 2
 
 
