@@ -17,14 +17,15 @@ Workloads, streamed at a fixed concurrency (vLLM's `--max-concurrency`):
   running hold, so not even half the prefixes fit in one replica.
 - `distinct`: vLLM's `random` dataset, 1,000-token prompts, 16 output tokens, none shared.
 - `chat`: multi-turn conversations (this script's client: vLLM's bench has no multi-turn
-  dataset in its CLI): each conversation opens with a 400-token message and goes on for 6
+  dataset in its CLI): each conversation opens with a 280-word message and goes on for 6
   turns, every turn sending the whole history with the model's own replies; one client per
   conversation slot, each turn sent when the reply to the last one has arrived.
 
 Then the cost of the gateway itself, one replica: `random` 256-token prompts, 32 output
-tokens, concurrency 2, directly and through chutebox in alternating rounds after one warm-up
-round each; the medians of TTFT and TPOT through chutebox over direct, per round pair, and
-their mean with its standard error (what resolves a 2% difference).
+tokens, concurrency 2, directly and through chutebox (the gateway and this client on core 1,
+the engine on core 0) in alternating rounds after one warm-up round each; the medians of
+TTFT and TPOT through chutebox over direct, per round pair, and their mean with its standard
+error (what resolves a 2% difference).
 
 Columns also count the engines' steps that computed more than 1,024 tokens (vLLM's
 `iteration_tokens_total`): on the distinct workload, steps computing two prompts at once.
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
+import os
 import random
 import re
 import statistics
@@ -273,7 +275,11 @@ def run_row(
 def overhead(engine0: Server, tokenizer: Path, rounds: int, prompts: int) -> dict[str, Any]:
     """Direct against through chutebox on one replica, alternating, `rounds` pairs; each
     pair sends the same prompts."""
-    gateway = chutebox("chutebox one replica", [engine0.base_url], "prefix")
+    # As on a GPU machine, the gateway and the client do not share the engine's core: both
+    # on core 1 (the other engine, idle meanwhile), the engine on core 0.
+    gateway = chutebox("chutebox one replica", [engine0.base_url], "prefix", cpu="1")
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {1})
     pairs = []
     try:
         for server in (engine0, gateway):  # warm-up, not counted
@@ -287,6 +293,7 @@ def overhead(engine0: Server, tokenizer: Path, rounds: int, prompts: int) -> dic
             pairs.append(rows)
             print(f"overhead round {n}: {json.dumps(rows)}", flush=True)
     finally:
+        os.sched_setaffinity(0, pinned)
         stop_group(gateway.proc)
 
     def ratios(metric: str) -> list[float]:

@@ -95,7 +95,11 @@ def engine(model: Path, core: int, kv_bytes: int, events: str) -> Server:
 
 
 def chutebox(
-    name: str, upstreams: list[str], routing: str, events: tuple[str, ...] | list[str] = ()
+    name: str,
+    upstreams: list[str],
+    routing: str,
+    events: tuple[str, ...] | list[str] = (),
+    cpu: str | None = None,
 ) -> Server:
     port = free_port()
     argv = [
@@ -112,7 +116,7 @@ def chutebox(
         argv += ["--upstream", url]
     for endpoint in events:
         argv += ["--kv-events", endpoint]
-    return start(name, argv, port, f"Bearer {KEY}", "/ready", None, 600, None, "routing")
+    return start(name, argv, port, f"Bearer {KEY}", "/ready", None, 600, cpu, "routing")
 
 
 def vllm_router(name: str, upstreams: list[str], policy: str) -> Server | None:
