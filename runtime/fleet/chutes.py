@@ -289,9 +289,8 @@ class Lease:
     def started(self) -> None:
         """The engine's first output came back: the prompt is computed."""
         if self._waiting:
+            self._count(self.replica, -1, outstanding=False)
             self._waiting = False
-            self.replica.waiting -= 1
-            self.replica.queued_blocks -= self._queued
 
     def fail_over(self, reason: str) -> Endpoint:
         """The replica refused the request before any byte of it was read: mark it
@@ -333,29 +332,26 @@ class Lease:
 
     def _join(self, prefer: int | None = None) -> Replica:
         """Counts the request in on the replica chosen for it."""
-        replica, blocks = self.chute.pick(prefer, self.prompt)
-        replica.outstanding += 1
-        if self._waiting:
-            self._queued = blocks
-            replica.waiting += 1
-            replica.queued_blocks += blocks
+        replica, self._queued = self.chute.pick(prefer, self.prompt)
+        self._count(replica, 1)
         return replica
 
     def _leave(self) -> None:
-        """Counts the request out of its replica."""
-        replica = self.replica
-        replica.outstanding -= 1
-        if self._waiting:
-            replica.waiting -= 1
-            replica.queued_blocks -= self._queued
+        self._count(self.replica, -1)
 
     def _rejoin(self, replica: Replica) -> None:
         """No replica took it: it stays counted on `replica` until `release`."""
         self.replica = replica
-        replica.outstanding += 1
+        self._count(replica, 1)
+
+    def _count(self, replica: Replica, step: int, outstanding: bool = True) -> None:
+        """The one place the request's account on a replica changes: its outstanding count
+        and, while it waits for its first output, its place in the queue."""
+        if outstanding:
+            replica.outstanding += step
         if self._waiting:
-            replica.waiting += 1
-            replica.queued_blocks += self._queued
+            replica.waiting += step
+            replica.queued_blocks += step * self._queued
 
     def _leave_adapter(self, replica: Replica) -> None:
         """The request moved off `replica`: its adapter there is no longer in use by it (the
